@@ -1,0 +1,148 @@
+#include "common/model/generator.h"
+
+#include <algorithm>
+#include <map>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/kv_cache/kv_cache.h"
+#include "common/model/model.h"
+#include "common/util/status_macros.h"
+#include "common/util/torch_status.h"
+
+namespace swarr {
+
+Generator::Generator(const Model& model, const GeneratorOptions& options) : model_(model), options_(options) {
+  KvCacheOptions kv;
+  kv.max_seqs = std::max<int64_t>(1, options.max_batch);
+  kv.full_initial_capacity = options.full_initial_capacity;
+  kv.dtype = model.dtype();
+  kv.device = model.device();
+  cache_ = std::make_unique<KvCache>(model.config(), kv);
+}
+
+Generator::~Generator() = default;
+
+absl::StatusOr<int64_t> Generator::Submit(GenerationRequest request) {
+  if (request.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
+  const int64_t vocab = model_.config().vocab_size;
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    const int64_t id = request.prompt[i];
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " has id ", id,
+                                                     ", outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  if (request.max_new_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be >= 0, got ", request.max_new_tokens));
+  }
+  SWARR_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
+  Sequence seq;
+  seq.id = next_id_++;
+  seq.rng.seed(request.sampling.seed);
+  seq.result.tokens = request.prompt;
+  seq.result.prompt_length = static_cast<int64_t>(request.prompt.size());
+  seq.request = std::move(request);
+  queue_.push_back(std::move(seq));
+  return queue_.back().id;
+}
+
+bool Generator::SampleInto(Sequence* seq, const float* logits) {
+  SampledToken tok = SampleToken(logits, model_.config().vocab_size, seq->request.sampling, &seq->rng);
+  seq->result.tokens.push_back(tok.id);
+  seq->result.logprobs.push_back(tok.logprob);
+  const auto& stops = seq->request.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), tok.id) != stops.end()) {
+    seq->result.stopped = true;
+    return true;
+  }
+  return static_cast<int64_t>(seq->result.logprobs.size()) >= seq->request.max_new_tokens;
+}
+
+absl::Status Generator::Admit(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
+  while (!queue_.empty() && cache_->num_free() > 0) {
+    Sequence seq = std::move(queue_.front());
+    queue_.pop_front();
+    if (seq.request.max_new_tokens == 0) {
+      finished->push_back({seq.id, std::move(seq.result)});
+      continue;
+    }
+    SWARR_ASSIGN_OR_RETURN(seq.slot, cache_->Allocate());
+    const auto& prompt = seq.request.prompt;
+    const int64_t n = static_cast<int64_t>(prompt.size());
+    const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+    at::Tensor logits;
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t e = std::min(n, s + chunk);
+      at::Tensor ids = at::tensor(std::vector<int64_t>(prompt.begin() + s, prompt.begin() + e), at::kLong).view({1, e - s});
+      logits = model_.ForwardCached(ids, {seq.slot}, cache_.get());
+    }
+    at::Tensor host = logits.to(at::kCPU).contiguous();
+    if (SampleInto(&seq, host.data_ptr<float>())) {
+      cache_->Release(seq.slot);
+      finished->push_back({seq.id, std::move(seq.result)});
+    } else {
+      running_.push_back(std::move(seq));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Generator::Decode(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
+  if (running_.empty()) return absl::OkStatus();
+  std::vector<int> slots;
+  std::vector<int64_t> last;
+  for (const Sequence& s : running_) {
+    slots.push_back(s.slot);
+    last.push_back(s.result.tokens.back());
+  }
+  at::Tensor ids = at::tensor(last, at::kLong).view({static_cast<int64_t>(last.size()), 1});
+  at::Tensor logits = model_.ForwardCached(ids, slots, cache_.get()).to(at::kCPU).contiguous();
+  const int64_t vocab = model_.config().vocab_size;
+  std::vector<Sequence> still;
+  for (size_t b = 0; b < running_.size(); ++b) {
+    Sequence& s = running_[b];
+    if (SampleInto(&s, logits.data_ptr<float>() + b * vocab)) {
+      cache_->Release(s.slot);
+      finished->push_back({s.id, std::move(s.result)});
+    } else {
+      still.push_back(std::move(s));
+    }
+  }
+  running_ = std::move(still);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, GenerationResult>>> Generator::Step() {
+  std::vector<std::pair<int64_t, GenerationResult>> finished;
+  SWARR_RETURN_IF_ERROR(CatchTorch("generation step", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    SWARR_RETURN_IF_ERROR(Admit(&finished));
+    return Decode(&finished);
+  }));
+  return finished;
+}
+
+absl::StatusOr<std::vector<GenerationResult>> Generator::Generate(std::vector<GenerationRequest> requests) {
+  std::map<int64_t, size_t> index;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SWARR_ASSIGN_OR_RETURN(int64_t id, Submit(std::move(requests[i])));
+    index[id] = i;
+  }
+  std::vector<GenerationResult> out(requests.size());
+  size_t done = 0;
+  while (done < requests.size()) {
+    SWARR_ASSIGN_OR_RETURN(auto finished, Step());
+    for (auto& [id, result] : finished) {
+      auto it = index.find(id);
+      if (it == index.end()) continue;  // submitted before this call
+      out[it->second] = std::move(result);
+      ++done;
+    }
+  }
+  return out;
+}
+
+}  // namespace swarr

@@ -1,0 +1,90 @@
+// Batched generation over a Model with a ring-buffer KV cache and continuous batching:
+// queued requests join the running batch between decode steps, and a finished sequence's
+// cache slots are reused at once by the next request.
+//
+// Not thread-safe: one thread drives a Generator (the rollout server wraps it).
+#ifndef SWARR_COMMON_MODEL_GENERATOR_H_
+#define SWARR_COMMON_MODEL_GENERATOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/model/sampler.h"
+
+namespace swarr {
+
+class KvCache;
+class Model;
+
+struct GenerationRequest {
+  std::vector<int64_t> prompt;          // non-empty, ids in the vocabulary
+  int64_t max_new_tokens = 0;           // >= 0
+  SamplingParams sampling;
+  std::vector<int64_t> stop_token_ids;  // generation ends after emitting one of these
+};
+
+struct GenerationResult {
+  std::vector<int64_t> tokens;  // prompt followed by the generated tokens
+  std::vector<float> logprobs;  // one per generated token (sampler.h's definition)
+  int64_t prompt_length = 0;
+  bool stopped = false;         // true: a stop token ended it; false: max_new_tokens
+};
+
+struct GeneratorOptions {
+  int64_t max_batch = 8;         // sequences decoded together (cache slots)
+  int64_t prefill_chunk = 256;   // prompt tokens per prefill pass (chunks may wrap the ring)
+  int64_t full_initial_capacity = 256;  // first capacity of full-attention layer caches
+};
+
+class Generator {
+ public:
+  // `model` must outlive the generator.
+  explicit Generator(const Model& model, const GeneratorOptions& options = {});
+  ~Generator();
+
+  // Validates and queues a request; returns its id (0, 1, 2, ... in submission order).
+  // kInvalidArgument names the problem (empty prompt, token id outside the vocabulary and
+  // its index, negative max_new_tokens, bad sampling parameters).
+  absl::StatusOr<int64_t> Submit(GenerationRequest request);
+
+  // One engine step: admits queued requests into free slots (prefill + first token), then
+  // decodes one token for every running sequence. Returns the requests that finished.
+  absl::StatusOr<std::vector<std::pair<int64_t, GenerationResult>>> Step();
+
+  bool idle() const { return queue_.empty() && running_.empty(); }
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  int64_t num_queued() const { return static_cast<int64_t>(queue_.size()); }
+  const KvCache& cache() const { return *cache_; }
+
+  // Submits all, steps until done; results in request order.
+  absl::StatusOr<std::vector<GenerationResult>> Generate(std::vector<GenerationRequest> requests);
+
+ private:
+  struct Sequence {
+    int64_t id = 0;
+    int slot = -1;
+    GenerationRequest request;
+    GenerationResult result;
+    SamplerRng rng;
+  };
+  absl::Status Admit(std::vector<std::pair<int64_t, GenerationResult>>* finished);
+  absl::Status Decode(std::vector<std::pair<int64_t, GenerationResult>>* finished);
+  // Samples from `logits` (float32 [vocab], CPU) for `seq`; true if it finished.
+  bool SampleInto(Sequence* seq, const float* logits);
+
+  const Model& model_;
+  GeneratorOptions options_;
+  std::unique_ptr<KvCache> cache_;
+  std::deque<Sequence> queue_;
+  std::vector<Sequence> running_;
+  int64_t next_id_ = 0;
+};
+
+}  // namespace swarr
+
+#endif  // SWARR_COMMON_MODEL_GENERATOR_H_

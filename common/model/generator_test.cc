@@ -1,0 +1,124 @@
+#include "common/model/generator.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "common/kv_cache/kv_cache.h"
+#include "common/testing/test_models.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+
+GenerationRequest Request(std::vector<int64_t> prompt, int64_t n, uint64_t seed, double temp = 1.0) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = n;
+  r.sampling.temperature = temp;
+  r.sampling.seed = seed;
+  return r;
+}
+
+// Every sampled token's log-prob equals log_softmax(recomputed logits / T) at that position.
+void ExpectLogProbsMatchRecompute(const Model& model, const GenerationResult& r, double temp) {
+  at::NoGradGuard no_grad;
+  at::Tensor logits = model.Logits(at::tensor(r.tokens, at::kLong).view({1, -1}))[0];
+  at::Tensor lp = at::log_softmax(logits.to(at::kDouble) / temp, -1);
+  for (size_t i = 0; i < r.logprobs.size(); ++i) {
+    const int64_t pos = r.prompt_length + static_cast<int64_t>(i);
+    const double want = lp[pos - 1][r.tokens[pos]].item<double>();
+    ASSERT_NEAR(r.logprobs[i], want, 1e-5) << "token " << i;
+  }
+}
+
+TEST(GeneratorTest, SampledLogProbsMatchRecomputeUnderWindow) {
+  for (int64_t w : {1, 2, 7, 16}) {
+    auto model = SharpRandomModel(TinyConfig({w, 0, w}, w > 2 ? 2 : 0), 100 + w);
+    GeneratorOptions opts;
+    opts.max_batch = 3;
+    opts.prefill_chunk = 4;
+    Generator gen(*model, opts);
+    std::vector<GenerationRequest> reqs;
+    for (int i = 0; i < 5; ++i) {
+      std::vector<int64_t> prompt;
+      for (int j = 0; j < 3 + 9 * i; ++j) prompt.push_back(3 + (j * 7 + i) % 60);
+      reqs.push_back(Request(prompt, 20 + 5 * i, 1000 + i, 0.8));
+      if (i == 3) reqs.back().sampling.top_p = 0.9;
+      if (i == 4) reqs.back().sampling.top_k = 5;
+    }
+    auto res = gen.Generate(reqs);
+    ASSERT_TRUE(res.ok()) << res.status();
+    for (size_t i = 0; i < res->size(); ++i) {
+      EXPECT_EQ((*res)[i].logprobs.size(), static_cast<size_t>(reqs[i].max_new_tokens));
+      ExpectLogProbsMatchRecompute(*model, (*res)[i], 0.8);
+    }
+    EXPECT_TRUE(gen.idle());
+    EXPECT_EQ(gen.cache().num_free(), 3);
+  }
+}
+
+TEST(GeneratorTest, GreedyEqualsArgmaxOfRecompute) {
+  auto model = SharpRandomModel(TinyConfig({5, 5}), 3);
+  GenerationRequest r;
+  r.prompt = {4, 9, 13, 22, 31, 40, 41, 50, 7, 8, 9};
+  r.max_new_tokens = 30;
+  r.sampling.greedy = true;
+  Generator gen(*model);
+  auto res = gen.Generate({r});
+  ASSERT_TRUE(res.ok());
+  at::NoGradGuard no_grad;
+  at::Tensor logits = model->Logits(at::tensor((*res)[0].tokens, at::kLong).view({1, -1}))[0];
+  for (int64_t i = 0; i < 30; ++i) {
+    const int64_t pos = 11 + i;
+    EXPECT_EQ(logits[pos - 1].argmax().item<int64_t>(), (*res)[0].tokens[pos]) << i;
+  }
+}
+
+TEST(GeneratorTest, SeededRequestsIndependentOfBatching) {
+  auto model = SharpRandomModel(TinyConfig({6, 6}), 5);
+  GenerationRequest target = Request({5, 6, 7, 8, 9, 10, 11}, 25, 77);
+  GeneratorOptions one;
+  one.max_batch = 1;
+  Generator alone(*model, one);
+  auto a = alone.Generate({target});
+  GeneratorOptions many;
+  many.max_batch = 4;
+  Generator batched(*model, many);
+  auto b = batched.Generate({Request({3, 4}, 10, 1), Request({12, 13, 14}, 40, 2), target, Request({9}, 5, 3)});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)[0].tokens, (*b)[2].tokens);
+  for (size_t i = 0; i < (*a)[0].logprobs.size(); ++i) EXPECT_NEAR((*a)[0].logprobs[i], (*b)[2].logprobs[i], 1e-5);
+}
+
+TEST(GeneratorTest, StopTokensAndZeroLength) {
+  auto model = SharpRandomModel(TinyConfig({4}), 9);
+  GenerationRequest r = Request({5, 6, 7}, 200, 11);
+  // Every token is a stop token: generation ends after the first.
+  for (int64_t i = 0; i < 64; ++i) r.stop_token_ids.push_back(i);
+  GenerationRequest zero = Request({5, 6}, 0, 1);
+  Generator gen(*model);
+  auto res = gen.Generate({r, zero});
+  ASSERT_TRUE(res.ok());
+  EXPECT_TRUE((*res)[0].stopped);
+  EXPECT_EQ((*res)[0].tokens.size(), 4u);
+  EXPECT_EQ((*res)[1].tokens, (std::vector<int64_t>{5, 6}));
+  EXPECT_TRUE((*res)[1].logprobs.empty());
+}
+
+TEST(GeneratorTest, BadRequestsAreRejected) {
+  auto model = SharpRandomModel(TinyConfig({4}), 9);
+  Generator gen(*model);
+  EXPECT_THAT(std::string(gen.Submit(Request({}, 3, 0)).status().message()), HasSubstr("prompt is empty"));
+  EXPECT_THAT(std::string(gen.Submit(Request({1, 64}, 3, 0)).status().message()), HasSubstr("id 64"));
+  EXPECT_THAT(std::string(gen.Submit(Request({1}, -1, 0)).status().message()), HasSubstr("max_new_tokens"));
+  EXPECT_THAT(std::string(gen.Submit(Request({1}, 3, 0, -1.0)).status().message()), HasSubstr("temperature"));
+  EXPECT_TRUE(gen.idle());
+}
+
+}  // namespace
+}  // namespace swarr

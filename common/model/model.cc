@@ -1,0 +1,349 @@
+#include "common/model/model.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <map>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/attention/attention.h"
+#include "common/kv_cache/kv_cache.h"
+#include "common/model/safetensors.h"
+#include "common/model/tensor_io.h"
+#include "common/util/file.h"
+#include "common/util/status_macros.h"
+#include "common/util/torch_status.h"
+
+namespace swarr {
+namespace {
+
+absl::StatusOr<at::ScalarType> ParseComputeDType(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", name, "' (float32, bfloat16, float16)"));
+}
+
+std::string ShapeString(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor var = h.pow(2).mean({-1}, /*keepdim=*/true);
+  h = h * at::rsqrt(var + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+at::Tensor RotateHalf(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return at::linear(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
+}
+
+}  // namespace
+
+at::Tensor RopeInverseFrequencies(const ModelConfig& config) {
+  const int64_t dim = config.head_dim;
+  at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(dim);
+  at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(config.rope_theta, at::kFloat), exponent);
+  const RopeScaling& rs = config.rope_scaling;
+  if (rs.type == RopeScaling::Type::kLinear) {
+    inv_freq = inv_freq / rs.factor;
+  } else if (rs.type == RopeScaling::Type::kLlama3) {
+    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double low_freq_wavelen = old_len / rs.low_freq_factor;
+    const double high_freq_wavelen = old_len / rs.high_freq_factor;
+    at::Tensor wavelen = 2 * M_PI / inv_freq;
+    at::Tensor llama = at::where(wavelen > low_freq_wavelen, inv_freq / rs.factor, inv_freq);
+    at::Tensor smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * llama / rs.factor + smooth * llama;
+    at::Tensor medium = wavelen.ge(high_freq_wavelen).logical_and(wavelen.le(low_freq_wavelen));
+    inv_freq = at::where(medium, smoothed, llama);
+  }
+  return inv_freq;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Model::ExpectedParameters() const {
+  const ModelConfig& c = config_;
+  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim;
+  const int64_t kv = c.num_key_value_heads * c.head_dim, inter = c.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    out.push_back({p + "input_layernorm.weight", {h}});
+    out.push_back({p + "self_attn.q_proj.weight", {q, h}});
+    if (c.qkv_bias) out.push_back({p + "self_attn.q_proj.bias", {q}});
+    out.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+    if (c.qkv_bias) out.push_back({p + "self_attn.k_proj.bias", {kv}});
+    out.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    if (c.qkv_bias) out.push_back({p + "self_attn.v_proj.bias", {kv}});
+    out.push_back({p + "self_attn.o_proj.weight", {h, q}});
+    if (c.o_bias) out.push_back({p + "self_attn.o_proj.bias", {h}});
+    if (c.qk_norm) {
+      out.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      out.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    }
+    out.push_back({p + "post_attention_layernorm.weight", {h}});
+    out.push_back({p + "mlp.gate_proj.weight", {inter, h}});
+    if (c.mlp_bias) out.push_back({p + "mlp.gate_proj.bias", {inter}});
+    out.push_back({p + "mlp.up_proj.weight", {inter, h}});
+    if (c.mlp_bias) out.push_back({p + "mlp.up_proj.bias", {inter}});
+    out.push_back({p + "mlp.down_proj.weight", {h, inter}});
+    if (c.mlp_bias) out.push_back({p + "mlp.down_proj.bias", {h}});
+  }
+  out.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return out;
+}
+
+absl::Status Model::Assign(std::vector<std::pair<std::string, at::Tensor>> tensors) {
+  std::map<std::string, at::Tensor> by_name(tensors.begin(), tensors.end());
+  params_.clear();
+  for (const auto& [name, shape] : ExpectedParameters()) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
+    if (it->second.sizes() != at::IntArrayRef(shape)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", ShapeString(it->second.sizes()),
+                                                     ", expected ", ShapeString(shape)));
+    }
+    params_.push_back({name, it->second.to(device_, dtype_).contiguous()});
+  }
+  std::map<std::string, at::Tensor> p(params_.begin(), params_.end());
+  auto get = [&p](const std::string& name) { auto it = p.find(name); return it == p.end() ? at::Tensor() : it->second; };
+  embed_ = get("model.embed_tokens.weight");
+  final_norm_ = get("model.norm.weight");
+  lm_head_ = config_.tie_word_embeddings ? embed_ : get("lm_head.weight");
+  layers_.clear();
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const std::string pre = absl::StrCat("model.layers.", i, ".");
+    Layer l;
+    l.in_norm = get(pre + "input_layernorm.weight");
+    l.q_w = get(pre + "self_attn.q_proj.weight");
+    l.q_b = get(pre + "self_attn.q_proj.bias");
+    l.k_w = get(pre + "self_attn.k_proj.weight");
+    l.k_b = get(pre + "self_attn.k_proj.bias");
+    l.v_w = get(pre + "self_attn.v_proj.weight");
+    l.v_b = get(pre + "self_attn.v_proj.bias");
+    l.o_w = get(pre + "self_attn.o_proj.weight");
+    l.o_b = get(pre + "self_attn.o_proj.bias");
+    l.q_norm = get(pre + "self_attn.q_norm.weight");
+    l.k_norm = get(pre + "self_attn.k_norm.weight");
+    l.post_norm = get(pre + "post_attention_layernorm.weight");
+    l.gate_w = get(pre + "mlp.gate_proj.weight");
+    l.gate_b = get(pre + "mlp.gate_proj.bias");
+    l.up_w = get(pre + "mlp.up_proj.weight");
+    l.up_b = get(pre + "mlp.up_proj.bias");
+    l.down_w = get(pre + "mlp.down_proj.weight");
+    l.down_b = get(pre + "mlp.down_proj.bias");
+    layers_.push_back(std::move(l));
+  }
+  inv_freq_ = RopeInverseFrequencies(config_).to(device_);
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Shared set-up of Load and RandomInit: device and dtype from the options.
+absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at::ScalarType* dtype) {
+  auto dev = CatchTorch("device", [&] { return c10::Device(options.device); });
+  if (!dev.ok()) return absl::InvalidArgumentError(absl::StrCat("bad device '", options.device, "'"));
+  *device = *dev;
+  std::string dt = options.dtype.empty() ? (device->is_cuda() ? "bfloat16" : "float32") : options.dtype;
+  SWARR_ASSIGN_OR_RETURN(*dtype, ParseComputeDType(dt));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
+  std::unique_ptr<Model> model(new Model());
+  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_));
+  SWARR_ASSIGN_OR_RETURN(model->config_, LoadModelConfig(dir));
+  SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
+  SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  SWARR_ASSIGN_OR_RETURN(auto files, CheckpointFiles::Open(dir));
+
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (auto& e : model->ExpectedParameters()) expected.insert(e);
+  for (const std::string& name : files->names()) {
+    if (expected.count(name)) continue;
+    const bool ignorable = absl::EndsWith(name, "rotary_emb.inv_freq") ||
+                           (name == "lm_head.weight" && model->config_.tie_word_embeddings);
+    if (!ignorable) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected tensor '", name, "' in ", files->FileOf(name),
+                                                     " for a ", model->config_.model_type, " model"));
+    }
+  }
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, shape] : expected) {
+    if (!files->Contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "' in checkpoint ", dir));
+    }
+    SWARR_ASSIGN_OR_RETURN(TensorView view, files->Get(name));
+    if (view.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", files->FileOf(name), " has shape ",
+                                                     ShapeString(view.shape), ", expected ", ShapeString(shape)));
+    }
+    if (view.dtype != StDType::kF32 && view.dtype != StDType::kF16 && view.dtype != StDType::kBF16 &&
+        view.dtype != StDType::kF64) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", files->FileOf(name), " has dtype ",
+                                                     StDTypeName(view.dtype), ", expected a floating-point type"));
+    }
+    SWARR_ASSIGN_OR_RETURN(at::Tensor t, TensorFromView(view));
+    tensors.push_back({name, t});
+  }
+  SWARR_RETURN_IF_ERROR(model->Assign(std::move(tensors)));
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::RandomInit(const ModelConfig& config, uint64_t seed,
+                                                         const ModelOptions& options) {
+  std::unique_ptr<Model> model(new Model());
+  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_));
+  model->config_ = config;
+  SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
+  SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, shape] : model->ExpectedParameters()) {
+    at::Tensor t;
+    if (absl::EndsWith(name, "norm.weight")) {
+      t = at::ones(shape, at::kFloat);
+    } else if (absl::EndsWith(name, ".bias")) {
+      t = at::zeros(shape, at::kFloat);
+    } else {
+      t = at::normal(0.0, 0.02, shape, gen, at::TensorOptions().dtype(at::kFloat));
+    }
+    tensors.push_back({name, t});
+  }
+  SWARR_RETURN_IF_ERROR(model->Assign(std::move(tensors)));
+  return model;
+}
+
+int64_t Model::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : params_) n += t.numel();
+  return n;
+}
+
+absl::Status Model::Save(const std::string& dir, const std::string& dtype) const {
+  SWARR_ASSIGN_OR_RETURN(at::ScalarType st, ParseComputeDType(dtype));
+  ::mkdir(dir.c_str(), 0755);
+  std::vector<std::pair<std::string, at::Tensor>> converted;
+  for (const auto& [name, t] : params_) converted.push_back({name, t.detach().to(st)});
+  SWARR_RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", converted, {{"format", "pt"}}));
+  ModelConfig out = config_;
+  out.dtype = dtype;
+  const std::string json = out.ToJson();
+  return WriteFileAtomically(dir + "/config.json", {json});
+}
+
+absl::Status Model::CheckTokenIds(const at::Tensor& ids) const {
+  if (ids.dim() != 2) return absl::InvalidArgumentError(absl::StrCat("token ids must be [B, T], got ", ShapeString(ids.sizes())));
+  if (ids.scalar_type() != at::kLong) return absl::InvalidArgumentError("token ids must be int64");
+  if (ids.numel() == 0) return absl::InvalidArgumentError("token ids are empty");
+  at::Tensor bad = ids.lt(0).logical_or(ids.ge(config_.vocab_size));
+  if (bad.any().item<bool>()) {
+    at::Tensor where = bad.nonzero().select(0, 0).to(at::kCPU);
+    const int64_t r = where[0].item<int64_t>(), c = where[1].item<int64_t>();
+    return absl::InvalidArgumentError(absl::StrCat("token id ", ids[r][c].item<int64_t>(), " at [", r, ", ", c,
+                                                   "] is outside the vocabulary [0, ", config_.vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
+at::Tensor Model::Attention(int layer, const at::Tensor& x, const at::Tensor& positions, AttentionImpl impl,
+                            KvCache* cache, const std::vector<int>* seqs) const {
+  const Layer& l = layers_[layer];
+  const int64_t B = x.size(0), T = x.size(1), H = config_.num_attention_heads;
+  const int64_t Hkv = config_.num_key_value_heads, D = config_.head_dim;
+  at::Tensor q = Linear(x, l.q_w, l.q_b).view({B, T, H, D});
+  at::Tensor k = Linear(x, l.k_w, l.k_b).view({B, T, Hkv, D});
+  at::Tensor v = Linear(x, l.v_w, l.v_b).view({B, T, Hkv, D});
+  if (config_.qk_norm) {
+    q = RmsNorm(q, l.q_norm, config_.rms_norm_eps);
+    k = RmsNorm(k, l.k_norm, config_.rms_norm_eps);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
+  v = v.transpose(1, 2);
+  // RoPE at absolute positions, computed like HF (float32 angles, then cast).
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  at::Tensor cos = emb.cos().to(q.scalar_type()).unsqueeze(1);
+  at::Tensor sin = emb.sin().to(q.scalar_type()).unsqueeze(1);
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+
+  AttentionSpec spec;
+  spec.window = config_.layer_windows[layer];
+  spec.sinks = spec.window > 0 ? config_.attention_sinks : 0;
+  spec.scale = 1.0 / std::sqrt(static_cast<double>(D));
+  at::Tensor out;
+  if (cache != nullptr) {
+    KvCache::LayerView old = cache->Read(layer, *seqs);
+    at::Tensor keys = at::cat({old.k.transpose(1, 2), k}, 2);
+    at::Tensor values = at::cat({old.v.transpose(1, 2), v}, 2);
+    at::Tensor key_pos = at::cat({old.pos, positions}, 1);
+    out = MaskedAttention(q, keys, values, positions, key_pos, spec);
+    cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
+  } else if (impl == AttentionImpl::kBand) {
+    out = BandAttention(q, k, v, spec);
+  } else {
+    out = ReferenceSelfAttention(q, k, v, spec);
+  }
+  out = out.transpose(1, 2).reshape({B, T, H * D});
+  return Linear(out, l.o_w, l.o_b);
+}
+
+at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
+                       const std::vector<int>* seqs) const {
+  at::Tensor x = at::embedding(embed_, ids);
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const Layer& l = layers_[i];
+    x = x + Attention(static_cast<int>(i), RmsNorm(x, l.in_norm, config_.rms_norm_eps), positions, impl, cache, seqs);
+    at::Tensor h = RmsNorm(x, l.post_norm, config_.rms_norm_eps);
+    at::Tensor mlp = at::silu(Linear(h, l.gate_w, l.gate_b)) * Linear(h, l.up_w, l.up_b);
+    x = x + Linear(mlp, l.down_w, l.down_b);
+  }
+  return RmsNorm(x, final_norm_, config_.rms_norm_eps);
+}
+
+at::Tensor Model::Logits(const at::Tensor& ids, AttentionImpl impl) const {
+  at::Tensor dev_ids = ids.to(device_);
+  const int64_t B = ids.size(0), T = ids.size(1);
+  at::Tensor positions = at::arange(T, dev_ids.options()).unsqueeze(0).expand({B, T});
+  return at::linear(Body(dev_ids, positions, impl, nullptr, nullptr), lm_head_);
+}
+
+absl::StatusOr<at::Tensor> Model::Score(const at::Tensor& ids, AttentionImpl impl) const {
+  SWARR_RETURN_IF_ERROR(CheckTokenIds(ids));
+  return CatchTorch("scoring", [&] {
+    at::NoGradGuard no_grad;
+    return Logits(ids, impl).to(at::kCPU, at::kFloat);
+  });
+}
+
+at::Tensor Model::ForwardCached(const at::Tensor& ids, const std::vector<int>& seqs, KvCache* cache) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  std::vector<int64_t> pos;
+  pos.reserve(B * T);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T; ++t) pos.push_back(cache->length(seqs[b]) + t);
+  }
+  at::Tensor positions = at::tensor(pos, at::kLong).view({B, T}).to(device_);
+  at::Tensor hidden = Body(ids.to(device_), positions, AttentionImpl::kBand, cache, &seqs);
+  cache->Advance(seqs, T);
+  return at::linear(hidden.select(1, T - 1), lm_head_).to(at::kFloat);
+}
+
+}  // namespace swarr

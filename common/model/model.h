@@ -1,0 +1,113 @@
+// Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) computing what HF transformers
+// computes for the same checkpoint, with any layer switched to sliding-window attention.
+//
+//   x = embed(ids)
+//   per layer: x += o_proj(attn(rope(q_proj(rms(x))), rope(k_proj(rms(x))), v_proj(rms(x))))
+//              x += down(silu(gate(rms(x))) * up(rms(x)))
+//   logits = lm_head(rms(x))        (lm_head = embed when tie_word_embeddings)
+//
+// Thread safety: const methods may run concurrently; the parameters are shared tensors, so
+// whoever trains them (the learner) must not run forward passes at the same time.
+#ifndef SWARR_COMMON_MODEL_MODEL_H_
+#define SWARR_COMMON_MODEL_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/model/config.h"
+
+namespace swarr {
+
+class KvCache;
+
+struct ModelOptions {
+  ConversionSettings conversion;  // window / per-layer windows / sinks overriding config.json
+  std::string device = "cpu";     // "cpu", "cuda", "cuda:1", ...
+  // Compute dtype: "float32", "bfloat16", "float16"; "" = float32 on CPU, bfloat16 on CUDA.
+  std::string dtype;
+};
+
+// Which attention implementation full-sequence forward passes use.
+enum class AttentionImpl { kBand, kReference };
+
+class Model {
+ public:
+  // Loads DIR/config.json and DIR's safetensors (single or sharded). Every expected tensor
+  // must be present with its shape; unexpected tensors are errors too (except RoPE
+  // inv_freq buffers and a tied lm_head copy). Errors name the tensor and file.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir, const ModelOptions& options = {});
+  // A model of `config` with weights drawn like HF's init (normal, std 0.02; norms = 1).
+  static absl::StatusOr<std::unique_ptr<Model>> RandomInit(const ModelConfig& config, uint64_t seed,
+                                                           const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  c10::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  // Parameters with their HF names, in checkpoint order. The tensors are the model's own
+  // (shared storage): the learner trains them in place.
+  const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const { return params_; }
+  int64_t num_parameters() const;
+
+  // Writes DIR/config.json and DIR/model.safetensors (float32 unless `dtype` says
+  // "bfloat16"/"float16"), loadable by HF transformers. Each file is written atomically.
+  absl::Status Save(const std::string& dir, const std::string& dtype = "float32") const;
+
+  // OK if every id is in [0, vocab_size); else kInvalidArgument naming the first bad id
+  // and where it is ([row, column]).
+  absl::Status CheckTokenIds(const at::Tensor& ids) const;
+
+  // Teacher-forced logits of whole sequences at positions 0..T-1 (no padding).
+  //   ids: int64 [B, T]  ->  logits [B, T, V] in the compute dtype. Differentiable.
+  // REQUIRES: CheckTokenIds(ids).ok().
+  at::Tensor Logits(const at::Tensor& ids, AttentionImpl impl = AttentionImpl::kBand) const;
+  // Checked, no-grad Logits returned as float32 on the CPU; bad ids and torch errors
+  // become a Status.
+  absl::StatusOr<at::Tensor> Score(const at::Tensor& ids, AttentionImpl impl = AttentionImpl::kBand) const;
+
+  // Runs T new tokens for each sequence of `seqs` through the cache: positions continue
+  // at cache->length(seq); keys/values are written and the cache advanced.
+  //   ids: int64 [B, T] on any device  ->  logits of the last token [B, V], float32.
+  // REQUIRES: ids valid; cache built for this model's config.
+  at::Tensor ForwardCached(const at::Tensor& ids, const std::vector<int>& seqs, KvCache* cache) const;
+
+ private:
+  struct Layer {
+    at::Tensor in_norm, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, q_norm, k_norm;
+    at::Tensor post_norm, gate_w, up_w, down_w, gate_b, up_b, down_b;
+  };
+  Model() = default;
+  // Fills params_/layers_ from `tensors` (name -> tensor, any dtype), checking names/shapes.
+  absl::Status Assign(std::vector<std::pair<std::string, at::Tensor>> tensors);
+  // Expected parameter names and shapes, in checkpoint order.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedParameters() const;
+  // [B, T, hidden] -> [B, T, hidden] through one layer's attention with the given keys.
+  at::Tensor Attention(int layer, const at::Tensor& x, const at::Tensor& positions, AttentionImpl impl,
+                       KvCache* cache, const std::vector<int>* seqs) const;
+  at::Tensor Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
+                  const std::vector<int>* seqs) const;
+
+  ModelConfig config_;
+  c10::Device device_ = c10::Device(c10::kCPU);
+  at::ScalarType dtype_ = at::kFloat;
+  at::Tensor inv_freq_;  // [head_dim / 2] float32, on device
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  at::Tensor embed_, final_norm_, lm_head_;
+  std::vector<Layer> layers_;
+};
+
+// RoPE inverse frequencies [head_dim / 2] (float32) with the config's scaling, computed as
+// HF computes them.
+at::Tensor RopeInverseFrequencies(const ModelConfig& config);
+
+}  // namespace swarr
+
+#endif  // SWARR_COMMON_MODEL_MODEL_H_

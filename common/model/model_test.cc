@@ -1,0 +1,225 @@
+#include "common/model/model.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include <ATen/ATen.h>
+
+#include "common/model/generator.h"
+#include "common/model/safetensors.h"
+#include "common/model/tensor_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kFixtures = std::string(SWARR_SHARED_DIR) + "/fixtures/hf/";
+
+double RelErr(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/swarr_model_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+class HfParityTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfParityTest, LogitsMatchTransformers) {
+  const std::string dir = kFixtures + GetParam();
+  auto model = Model::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto ids = ReadTensor(dir + "/expected.safetensors", "input_ids");
+  auto want = ReadTensor(dir + "/expected.safetensors", "logits");
+  ASSERT_TRUE(ids.ok() && want.ok());
+  for (AttentionImpl impl : {AttentionImpl::kBand, AttentionImpl::kReference}) {
+    auto got = (*model)->Score(*ids, impl);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->sizes(), want->sizes());
+    const double err = RelErr(*got, *want);
+    EXPECT_LT(err, 1e-4) << GetParam();
+    RecordProperty("logits_rel_err", std::to_string(err));
+  }
+}
+
+TEST_P(HfParityTest, GreedyGenerationMatchesTransformers) {
+  const std::string dir = kFixtures + GetParam();
+  auto model = Model::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (int k = 0; k < 3; ++k) {
+    const std::string key = "gen" + std::to_string(k);
+    auto prompt = ReadTensor(dir + "/expected.safetensors", key + "_prompt");
+    auto output = ReadTensor(dir + "/expected.safetensors", key + "_output");
+    auto margin = ReadTensor(dir + "/expected.safetensors", key + "_margin");
+    ASSERT_TRUE(prompt.ok() && output.ok() && margin.ok());
+    GenerationRequest req;
+    const int64_t* p = prompt->data_ptr<int64_t>();
+    req.prompt.assign(p, p + prompt->numel());
+    req.max_new_tokens = 40;
+    req.sampling.greedy = true;
+    GeneratorOptions opts;
+    opts.prefill_chunk = 7;  // prompts of 12 and 23 tokens wrap the 16-slot ring in chunks
+    Generator gen(**model, opts);
+    auto res = gen.Generate({req});
+    ASSERT_TRUE(res.ok()) << res.status();
+    const auto& got = (*res)[0].tokens;
+    const int64_t* want = output->data_ptr<int64_t>();
+    ASSERT_EQ(static_cast<int64_t>(got.size()), output->numel());
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i] == want[i]) continue;
+      const int64_t step = static_cast<int64_t>(i) - prompt->numel();
+      // Only a near-tie in HF's own logits may legitimately pick another token.
+      EXPECT_LT(margin->data_ptr<float>()[step], 1e-3) << GetParam() << " " << key << " differs at step " << step;
+      break;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfParityTest,
+                         ::testing::Values("qwen2_swa", "qwen2_full", "qwen2_tied", "llama_full"));
+
+TEST(ModelTest, SwaFixtureDiffersFromFullOnlyAfterWindow) {
+  // The same qwen2_swa weights loaded with the window switched off.
+  const std::string dir = kFixtures + "qwen2_swa";
+  ModelOptions full;
+  full.conversion.window = 0;
+  auto swa = Model::Load(dir);
+  auto sa = Model::Load(dir, full);
+  ASSERT_TRUE(swa.ok() && sa.ok());
+  auto ids = ReadTensor(dir + "/expected.safetensors", "input_ids");
+  at::Tensor a = *(*swa)->Score(*ids), b = *(*sa)->Score(*ids);
+  EXPECT_TRUE(at::allclose(a.narrow(1, 0, 16), b.narrow(1, 0, 16), 1e-5, 1e-6));
+  EXPECT_GT((a.narrow(1, 16, 1) - b.narrow(1, 16, 1)).abs().max().item<float>(), 1e-4);
+}
+
+TEST(ModelTest, SaveLoadRoundTrip) {
+  const std::string src = kFixtures + "qwen2_tied";
+  ModelOptions opts;
+  opts.conversion.layer_windows = {8, 0, 4};
+  opts.conversion.attention_sinks = 2;
+  auto model = Model::Load(src, opts);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string dir = TempDir();
+  ASSERT_TRUE((*model)->Save(dir).ok());
+  auto back = Model::Load(dir);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->config().layer_windows, (std::vector<int64_t>{8, 0, 4}));
+  EXPECT_EQ((*back)->config().attention_sinks, 2);
+  EXPECT_TRUE((*back)->config().tie_word_embeddings);
+  auto ids = ReadTensor(src + "/expected.safetensors", "input_ids");
+  EXPECT_TRUE(at::equal(*(*model)->Score(*ids), *(*back)->Score(*ids)));
+  // bf16 checkpoints load too (and lose precision only at bf16 rounding).
+  const std::string dir16 = TempDir();
+  ASSERT_TRUE((*model)->Save(dir16, "bfloat16").ok());
+  auto back16 = Model::Load(dir16);
+  ASSERT_TRUE(back16.ok()) << back16.status();
+  EXPECT_LT(RelErr(*(*back16)->Score(*ids), *(*model)->Score(*ids)), 0.05);
+}
+
+// Copies a fixture directory with its model.safetensors replaced by `tensors`.
+std::string WithTensors(const std::string& fixture, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  const std::string dir = TempDir();
+  std::ifstream in(kFixtures + fixture + "/config.json");
+  std::ofstream(dir + "/config.json") << in.rdbuf();
+  EXPECT_TRUE(WriteTensors(dir + "/model.safetensors", tensors).ok());
+  return dir;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> FixtureTensors(const std::string& fixture) {
+  auto file = SafetensorsFile::Open(kFixtures + fixture + "/model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& name : (*file)->names()) out.push_back({name, *TensorFromView(*(*file)->Get(name))});
+  return out;
+}
+
+TEST(ModelTest, BadCheckpointsNameTheTensor) {
+  auto tensors = FixtureTensors("qwen2_full");
+  // Missing.
+  auto missing = tensors;
+  missing.erase(std::remove_if(missing.begin(), missing.end(),
+                               [](auto& p) { return p.first == "model.layers.1.mlp.up_proj.weight"; }),
+                missing.end());
+  auto m = Model::Load(WithTensors("qwen2_full", missing));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("missing tensor 'model.layers.1.mlp.up_proj.weight'"));
+  // Unexpected.
+  auto extra = tensors;
+  extra.push_back({"model.layers.0.self_attn.extra.weight", at::zeros({2})});
+  m = Model::Load(WithTensors("qwen2_full", extra));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("unexpected tensor 'model.layers.0.self_attn.extra.weight'"));
+  // Mis-shaped.
+  auto shaped = tensors;
+  for (auto& [name, t] : shaped) {
+    if (name == "model.layers.2.self_attn.k_proj.weight") t = at::zeros({16, 64});
+  }
+  m = Model::Load(WithTensors("qwen2_full", shaped));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("'model.layers.2.self_attn.k_proj.weight'"));
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("expected [32, 64]"));
+  // Integer weights.
+  auto ints = tensors;
+  for (auto& [name, t] : ints) {
+    if (name == "model.norm.weight") t = t.to(at::kLong);
+  }
+  m = Model::Load(WithTensors("qwen2_full", ints));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("'model.norm.weight'"));
+  // A checkpoint of another architecture: llama weights under a qwen2 config lack biases.
+  m = Model::Load(WithTensors("qwen2_full", FixtureTensors("llama_full")));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("bias"));
+}
+
+TEST(ModelTest, OutOfVocabularyIdsAreErrors) {
+  auto model = Model::Load(kFixtures + "llama_full");
+  ASSERT_TRUE(model.ok());
+  at::Tensor ids = at::tensor({3L, 4L, 512L, 5L}, at::kLong).view({2, 2});
+  auto s = (*model)->Score(ids);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("token id 512 at [1, 0]"));
+  s = (*model)->Score(at::tensor({-1L}, at::kLong).view({1, 1}));
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("token id -1"));
+  Generator gen(**model);
+  GenerationRequest req;
+  req.prompt = {5, 9000};
+  req.max_new_tokens = 3;
+  auto id = gen.Submit(req);
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("prompt token 1 has id 9000"));
+}
+
+TEST(ModelTest, RopeScalingFrequencies) {
+  ModelConfig c;
+  c.head_dim = 64;
+  c.rope_theta = 500000.0;
+  at::Tensor base = RopeInverseFrequencies(c);
+  c.rope_scaling.type = RopeScaling::Type::kLinear;
+  c.rope_scaling.factor = 4;
+  EXPECT_TRUE(at::allclose(RopeInverseFrequencies(c), base / 4));
+  // Llama 3: high frequencies unchanged, low frequencies divided by factor, smooth between.
+  c.rope_scaling.type = RopeScaling::Type::kLlama3;
+  c.rope_scaling.factor = 8;
+  c.rope_scaling.low_freq_factor = 1;
+  c.rope_scaling.high_freq_factor = 4;
+  c.rope_scaling.original_max_position_embeddings = 8192;
+  at::Tensor l3 = RopeInverseFrequencies(c);
+  EXPECT_FLOAT_EQ(l3[0].item<float>(), base[0].item<float>());
+  EXPECT_FLOAT_EQ(l3[31].item<float>(), base[31].item<float>() / 8);
+  for (int i = 0; i < 32; ++i) {
+    const float wavelen = 2 * M_PI / base[i].item<float>();
+    if (wavelen >= 2048 && wavelen <= 8192) {
+      EXPECT_LE(l3[i].item<float>(), base[i].item<float>());
+      EXPECT_GE(l3[i].item<float>(), base[i].item<float>() / 8);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace swarr

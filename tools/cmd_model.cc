@@ -1,0 +1,103 @@
+// swarr score / swarr generate.
+#include <iostream>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/model/generator.h"
+#include "common/model/model.h"
+#include "common/model/tensor_io.h"
+#include "common/util/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "tools/args.h"
+#include "tools/commands.h"
+
+namespace swarr {
+namespace {
+
+// Exit status for a failed status: 2 for the caller's mistakes, 1 for ours.
+int Fail(const absl::Status& status) {
+  std::cerr << "swarr: " << status.message() << "\n";
+  const auto code = status.code();
+  const bool user_error = code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+                          code == absl::StatusCode::kPermissionDenied ||
+                          code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kOutOfRange;
+  return user_error ? 2 : 1;
+}
+
+absl::StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
+  ModelOptions opts;
+  SWARR_ASSIGN_OR_RETURN(auto window, args.Int("window"));
+  SWARR_ASSIGN_OR_RETURN(auto sinks, args.Int("sinks"));
+  opts.conversion.window = window;
+  opts.conversion.attention_sinks = sinks;
+  if (auto d = args.Optional("device")) opts.device = *d;
+  if (auto d = args.Optional("dtype")) opts.dtype = *d;
+  return opts;
+}
+
+absl::Status Score(const std::vector<std::string>& argv) {
+  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"model", "input", "out", "window", "sinks", "device", "dtype"}, {}));
+  SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
+  SWARR_ASSIGN_OR_RETURN(std::string input, args.Required("input"));
+  SWARR_ASSIGN_OR_RETURN(std::string out, args.Required("out"));
+  SWARR_ASSIGN_OR_RETURN(ModelOptions opts, ModelOptionsFrom(args));
+  SWARR_ASSIGN_OR_RETURN(auto model, Model::Load(model_dir, opts));
+  auto ids = ReadTensor(input, "input_ids");
+  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--input: ", ids.status().message()));
+  if (ids->scalar_type() != at::kLong || ids->dim() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("--input: input_ids must be int64 [B, T], got ",
+                                                   c10::toString(ids->scalar_type()), " of ", ids->dim(), " dims"));
+  }
+  SWARR_ASSIGN_OR_RETURN(at::Tensor logits, model->Score(*ids));
+  return WriteTensors(out, {{"logits", logits}});
+}
+
+absl::Status Generate(const std::vector<std::string>& argv) {
+  SWARR_ASSIGN_OR_RETURN(
+      Args args, Args::Parse(argv, {"model", "prompt-ids", "max-new-tokens", "temperature", "top-p", "top-k", "seed",
+                                    "window", "sinks", "device", "dtype"},
+                             {"greedy", "ignore-eos"}));
+  SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
+  GenerationRequest req;
+  SWARR_ASSIGN_OR_RETURN(req.prompt, args.IntList("prompt-ids"));
+  SWARR_ASSIGN_OR_RETURN(auto max_new, args.Int("max-new-tokens"));
+  if (!max_new) return absl::InvalidArgumentError("missing required flag --max-new-tokens");
+  req.max_new_tokens = *max_new;
+  const bool greedy = args.Has("greedy");
+  if (greedy && (args.Has("temperature") || args.Has("top-p") || args.Has("top-k"))) {
+    return absl::InvalidArgumentError("--greedy cannot be combined with --temperature, --top-p or --top-k");
+  }
+  req.sampling.greedy = greedy;
+  SWARR_ASSIGN_OR_RETURN(auto temperature, args.Double("temperature"));
+  SWARR_ASSIGN_OR_RETURN(auto top_p, args.Double("top-p"));
+  SWARR_ASSIGN_OR_RETURN(auto top_k, args.Int("top-k"));
+  SWARR_ASSIGN_OR_RETURN(auto seed, args.Int("seed"));
+  if (temperature) req.sampling.temperature = *temperature;
+  if (top_p) req.sampling.top_p = *top_p;
+  if (top_k) req.sampling.top_k = *top_k;
+  if (seed) req.sampling.seed = static_cast<uint64_t>(*seed);
+  SWARR_ASSIGN_OR_RETURN(ModelOptions opts, ModelOptionsFrom(args));
+  SWARR_ASSIGN_OR_RETURN(auto model, Model::Load(model_dir, opts));
+  if (!args.Has("ignore-eos")) req.stop_token_ids = model->config().eos_token_ids;
+  Generator gen(*model);
+  SWARR_ASSIGN_OR_RETURN(auto results, gen.Generate({req}));
+  nlohmann::json line = {{"ids", results[0].tokens}, {"logprobs", results[0].logprobs}};
+  std::cout << line.dump() << std::endl;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunScore(const std::vector<std::string>& args) {
+  absl::Status st = Score(args);
+  return st.ok() ? 0 : Fail(st);
+}
+
+int RunGenerate(const std::vector<std::string>& args) {
+  absl::Status st = Generate(args);
+  return st.ok() ? 0 : Fail(st);
+}
+
+}  // namespace swarr

@@ -1,0 +1,17 @@
+// `swarr` subcommands. Each takes the arguments after its name and returns the process exit
+// status: 0 success, 2 bad arguments or input (after printing one line on stderr), 1 an
+// internal failure.
+#ifndef SWARR_TOOLS_COMMANDS_H_
+#define SWARR_TOOLS_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+namespace swarr {
+
+int RunScore(const std::vector<std::string>& args);
+int RunGenerate(const std::vector<std::string>& args);
+
+}  // namespace swarr
+
+#endif  // SWARR_TOOLS_COMMANDS_H_

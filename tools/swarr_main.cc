@@ -1,0 +1,38 @@
+// The `swarr` command-line tool.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: swarr <command> [flags]\n"
+    "commands:\n"
+    "  score     --model DIR --input FILE.safetensors --out FILE.safetensors [--window W] [--sinks S]\n"
+    "            teacher-forced float32 logits [B, T, V] of the int64 tensor input_ids [B, T]\n"
+    "  generate  --model DIR --prompt-ids 5,17,42 --max-new-tokens N\n"
+    "            [--greedy | --temperature T --top-p P --top-k K] [--seed S] [--window W] [--sinks S]\n"
+    "            [--ignore-eos]; prints {\"ids\": [...], \"logprobs\": [...]}\n"
+    "common flags: --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "score") return swarr::RunScore(args);
+    if (command == "generate") return swarr::RunGenerate(args);
+  } catch (const std::exception& e) {
+    std::cerr << "swarr: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "swarr: unknown command '" << command << "' (try swarr --help)\n";
+  return 2;
+}

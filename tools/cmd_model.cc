@@ -32,13 +32,16 @@ absl::StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
   SWARR_ASSIGN_OR_RETURN(auto sinks, args.Int("sinks"));
   opts.conversion.window = window;
   opts.conversion.attention_sinks = sinks;
+  if (args.Has("layer-windows")) {
+    SWARR_ASSIGN_OR_RETURN(opts.conversion.layer_windows, args.IntList("layer-windows"));
+  }
   if (auto d = args.Optional("device")) opts.device = *d;
   if (auto d = args.Optional("dtype")) opts.dtype = *d;
   return opts;
 }
 
 absl::Status Score(const std::vector<std::string>& argv) {
-  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"model", "input", "out", "window", "sinks", "device", "dtype"}, {}));
+  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"model", "input", "out", "window", "layer-windows", "sinks", "device", "dtype"}, {}));
   SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
   SWARR_ASSIGN_OR_RETURN(std::string input, args.Required("input"));
   SWARR_ASSIGN_OR_RETURN(std::string out, args.Required("out"));
@@ -57,7 +60,7 @@ absl::Status Score(const std::vector<std::string>& argv) {
 absl::Status Generate(const std::vector<std::string>& argv) {
   SWARR_ASSIGN_OR_RETURN(
       Args args, Args::Parse(argv, {"model", "prompt-ids", "max-new-tokens", "temperature", "top-p", "top-k", "seed",
-                                    "window", "sinks", "device", "dtype"},
+                                    "window", "layer-windows", "sinks", "device", "dtype"},
                              {"greedy", "ignore-eos"}));
   SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
   GenerationRequest req;
@@ -88,7 +91,27 @@ absl::Status Generate(const std::vector<std::string>& argv) {
   return absl::OkStatus();
 }
 
+absl::Status Convert(const std::vector<std::string>& argv) {
+  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"model", "out", "window", "layer-windows", "sinks", "dtype"}, {}));
+  SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
+  SWARR_ASSIGN_OR_RETURN(std::string out, args.Required("out"));
+  SWARR_ASSIGN_OR_RETURN(ModelOptions opts, ModelOptionsFrom(args));
+  const std::string dtype = opts.dtype.empty() ? "float32" : opts.dtype;
+  opts.dtype = "float32";
+  SWARR_ASSIGN_OR_RETURN(auto model, Model::Load(model_dir, opts));
+  SWARR_RETURN_IF_ERROR(model->Save(out, dtype));
+  std::cerr << "swarr: wrote " << out << " (windows per layer: "
+            << absl::StrJoin(model->config().layer_windows, ",") << ", sinks " << model->config().attention_sinks
+            << ")\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int RunConvert(const std::vector<std::string>& args) {
+  absl::Status st = Convert(args);
+  return st.ok() ? 0 : Fail(st);
+}
 
 int RunScore(const std::vector<std::string>& args) {
   absl::Status st = Score(args);

@@ -11,6 +11,7 @@ namespace swarr {
 
 int RunScore(const std::vector<std::string>& args);
 int RunGenerate(const std::vector<std::string>& args);
+int RunConvert(const std::vector<std::string>& args);
 
 }  // namespace swarr
 

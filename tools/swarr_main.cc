@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/runtime.h"
 #include "tools/commands.h"
 
 namespace {
@@ -15,7 +16,10 @@ constexpr char kUsage[] =
     "  generate  --model DIR --prompt-ids 5,17,42 --max-new-tokens N\n"
     "            [--greedy | --temperature T --top-p P --top-k K] [--seed S] [--window W] [--sinks S]\n"
     "            [--ignore-eos]; prints {\"ids\": [...], \"logprobs\": [...]}\n"
-    "common flags: --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
+    "  convert   --model DIR --out DIR [--window W | --layer-windows W0,W1,...] [--sinks S]\n"
+    "            [--dtype float32|bfloat16|float16]; writes an HF checkpoint with the attention settings\n"
+    "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
+    "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 
 }  // namespace
 
@@ -24,11 +28,13 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
+  swarr::InitTorchRuntime();
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   try {
     if (command == "score") return swarr::RunScore(args);
     if (command == "generate") return swarr::RunGenerate(args);
+    if (command == "convert") return swarr::RunConvert(args);
   } catch (const std::exception& e) {
     std::cerr << "swarr: internal error: " << e.what() << "\n";
     return 1;

@@ -47,16 +47,22 @@ int64_t KvCache::num_free() const {
   return std::count(in_use_.begin(), in_use_.end(), false);
 }
 
-KvCache::LayerView KvCache::Read(int layer, const std::vector<int>& seqs) const {
-  at::Tensor idx = at::tensor(std::vector<int64_t>(seqs.begin(), seqs.end()), at::kLong).to(options_.device);
+KvCache::LayerView KvCache::Read(int layer, const std::vector<int>& seqs, int64_t pending) const {
   at::Tensor k = k_[layer], v = v_[layer], pos = pos_[layer];
   if (config_.layer_windows[layer] == 0) {
     int64_t longest = 0;
-    for (int s : seqs) longest = std::max(longest, lengths_[s]);
+    for (int s : seqs) longest = std::max(longest, lengths_[s] + pending);
     k = k.narrow(1, 0, longest);
     v = v.narrow(1, 0, longest);
     pos = pos.narrow(1, 0, longest);
   }
+  bool consecutive = true;
+  for (size_t i = 1; i < seqs.size(); ++i) consecutive = consecutive && seqs[i] == seqs[i - 1] + 1;
+  if (consecutive) {
+    const int64_t n = static_cast<int64_t>(seqs.size());
+    return {k.narrow(0, seqs[0], n), v.narrow(0, seqs[0], n), pos.narrow(0, seqs[0], n)};
+  }
+  at::Tensor idx = at::tensor(std::vector<int64_t>(seqs.begin(), seqs.end()), at::kLong).to(options_.device);
   return {k.index_select(0, idx), v.index_select(0, idx), pos.index_select(0, idx)};
 }
 
@@ -122,6 +128,14 @@ int64_t KvCache::BytesForSeq(int seq) const {
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     const int64_t w = config_.layer_windows[layer];
     bytes += (w > 0 ? config_.attention_sinks + w : lengths_[seq]) * slot_bytes_;
+  }
+  return bytes;
+}
+
+int64_t KvCache::BytesInUse() const {
+  int64_t bytes = 0;
+  for (int i = 0; i < options_.max_seqs; ++i) {
+    if (in_use_[i]) bytes += BytesForSeq(i);
   }
   return bytes;
 }

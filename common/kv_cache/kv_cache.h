@@ -43,12 +43,14 @@ class KvCache {
   int64_t max_seqs() const { return options_.max_seqs; }
   int64_t num_free() const;
 
-  // Keys/values of `seqs` for one layer, before this step's tokens are written.
+  // Keys/values of `seqs` for one layer: what Advance() has committed plus `pending` tokens
+  // per sequence already written by Write() for this step. Views, not copies, when `seqs`
+  // is a run of consecutive slots.
   //   k, v: [B, slots, Hkv, D]   pos: int64 [B, slots] (-1 = empty)
   struct LayerView {
     at::Tensor k, v, pos;
   };
-  LayerView Read(int layer, const std::vector<int>& seqs) const;
+  LayerView Read(int layer, const std::vector<int>& seqs, int64_t pending = 0) const;
   // Stores T new tokens per sequence at positions length(seq) .. length(seq)+T-1.
   //   k, v: [B, T, Hkv, D]. Call for every layer, then Advance(seqs, T) once.
   void Write(int layer, const std::vector<int>& seqs, const at::Tensor& k, const at::Tensor& v);
@@ -59,6 +61,8 @@ class KvCache {
   int64_t BytesForSeq(int seq) const;
   // Bytes of every tensor the cache has allocated (keys, values, positions).
   int64_t AllocatedBytes() const;
+  // Sum of BytesForSeq over the sequences in use.
+  int64_t BytesInUse() const;
 
  private:
   void GrowFull(int layer, int64_t needed);

@@ -261,8 +261,9 @@ absl::Status Model::CheckTokenIds(const at::Tensor& ids) const {
   return absl::OkStatus();
 }
 
-at::Tensor Model::Attention(int layer, const at::Tensor& x, const at::Tensor& positions, AttentionImpl impl,
-                            KvCache* cache, const std::vector<int>* seqs) const {
+at::Tensor Model::Attention(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,
+                            const std::vector<int>* seqs) const {
+  const at::Tensor& positions = rope.positions;
   const Layer& l = layers_[layer];
   const int64_t B = x.size(0), T = x.size(1), H = config_.num_attention_heads;
   const int64_t Hkv = config_.num_key_value_heads, D = config_.head_dim;
@@ -276,13 +277,8 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const at::Tensor& po
   q = q.transpose(1, 2);
   k = k.transpose(1, 2);
   v = v.transpose(1, 2);
-  // RoPE at absolute positions, computed like HF (float32 angles, then cast).
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor cos = emb.cos().to(q.scalar_type()).unsqueeze(1);
-  at::Tensor sin = emb.sin().to(q.scalar_type()).unsqueeze(1);
-  q = q * cos + RotateHalf(q) * sin;
-  k = k * cos + RotateHalf(k) * sin;
+  q = q * rope.cos + RotateHalf(q) * rope.sin;
+  k = k * rope.cos + RotateHalf(k) * rope.sin;
 
   AttentionSpec spec;
   spec.window = config_.layer_windows[layer];
@@ -290,12 +286,22 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const at::Tensor& po
   spec.scale = 1.0 / std::sqrt(static_cast<double>(D));
   at::Tensor out;
   if (cache != nullptr) {
-    KvCache::LayerView old = cache->Read(layer, *seqs);
-    at::Tensor keys = at::cat({old.k.transpose(1, 2), k}, 2);
-    at::Tensor values = at::cat({old.v.transpose(1, 2), v}, 2);
-    at::Tensor key_pos = at::cat({old.pos, positions}, 1);
-    out = MaskedAttention(q, keys, values, positions, key_pos, spec);
-    cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
+    if (T == 1) {
+      // Decode: store first, then attend over the cache itself. A ring slot overwritten
+      // here held position p - W, which the query at p cannot see anyway.
+      cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
+      KvCache::LayerView kv = cache->Read(layer, *seqs, /*pending=*/1);
+      out = MaskedAttention(q, kv.k.transpose(1, 2), kv.v.transpose(1, 2), positions, kv.pos, spec);
+    } else {
+      // Prefill chunk: earlier queries of the chunk may need ring slots that its later
+      // tokens overwrite, so attend over (cache before the chunk) + chunk, then store.
+      KvCache::LayerView old = cache->Read(layer, *seqs);
+      at::Tensor keys = at::cat({old.k.transpose(1, 2), k}, 2);
+      at::Tensor values = at::cat({old.v.transpose(1, 2), v}, 2);
+      at::Tensor key_pos = at::cat({old.pos, positions}, 1);
+      out = MaskedAttention(q, keys, values, positions, key_pos, spec);
+      cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
+    }
   } else if (impl == AttentionImpl::kBand) {
     out = BandAttention(q, k, v, spec);
   } else {
@@ -308,9 +314,17 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const at::Tensor& po
 at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
                        const std::vector<int>* seqs) const {
   at::Tensor x = at::embedding(embed_, ids);
+  // RoPE at absolute positions, computed like HF (float32 angles, then cast), once for
+  // all layers.
+  Rope rope;
+  rope.positions = positions;
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  rope.cos = emb.cos().to(dtype_).unsqueeze(1);  // [B, 1, T, D]
+  rope.sin = emb.sin().to(dtype_).unsqueeze(1);
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     const Layer& l = layers_[i];
-    x = x + Attention(static_cast<int>(i), RmsNorm(x, l.in_norm, config_.rms_norm_eps), positions, impl, cache, seqs);
+    x = x + Attention(static_cast<int>(i), RmsNorm(x, l.in_norm, config_.rms_norm_eps), rope, impl, cache, seqs);
     at::Tensor h = RmsNorm(x, l.post_norm, config_.rms_norm_eps);
     at::Tensor mlp = at::silu(Linear(h, l.gate_w, l.gate_b)) * Linear(h, l.up_w, l.up_b);
     x = x + Linear(mlp, l.down_w, l.down_b);

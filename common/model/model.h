@@ -89,9 +89,13 @@ class Model {
   absl::Status Assign(std::vector<std::pair<std::string, at::Tensor>> tensors);
   // Expected parameter names and shapes, in checkpoint order.
   std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedParameters() const;
-  // [B, T, hidden] -> [B, T, hidden] through one layer's attention with the given keys.
-  at::Tensor Attention(int layer, const at::Tensor& x, const at::Tensor& positions, AttentionImpl impl,
-                       KvCache* cache, const std::vector<int>* seqs) const;
+  // Absolute positions [B, T] and their RoPE tables [B, 1, T, D] for one forward pass.
+  struct Rope {
+    at::Tensor positions, cos, sin;
+  };
+  // [B, T, hidden] -> [B, T, hidden] through one layer's attention.
+  at::Tensor Attention(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,
+                       const std::vector<int>* seqs) const;
   at::Tensor Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
                   const std::vector<int>* seqs) const;
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what SWARR needs from Debian's packages, and only what is missing.
+# Idempotent; prints nothing when everything is already there.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config
+  # LibTorch (Debian's 1.13, CPU) and a fast BLAS: without OpenBLAS LibTorch falls back to
+  # the reference BLAS and matmul runs about 30x slower.
+  libtorch-dev libopenblas0-openmp
+  # services stack
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev
+  # libraries
+  nlohmann-json3-dev
+  # tests
+  libgtest-dev libgmock-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install: done"

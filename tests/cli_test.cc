@@ -1,0 +1,182 @@
+// The `swarr` binary as other tools use it: exact interfaces, exit statuses, errors.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "common/model/tensor_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
+const std::string kFixtures = std::string(SWARR_SHARED_DIR) + "/fixtures/hf/";
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/swarr_cli_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+Result RunSwarr(const std::string& args) {
+  const std::string dir = TempDir();
+  const std::string cmd = kSwarr + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  int raw = std::system(cmd.c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = Slurp(dir + "/out");
+  r.err = Slurp(dir + "/err");
+  return r;
+}
+
+// A bad-input run: exit 2, exactly one line on stderr naming `what`, no stack trace.
+void ExpectUsageError(const std::string& args, const std::string& what) {
+  Result r = RunSwarr(args);
+  EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+  EXPECT_THAT(r.err, HasSubstr(what)) << args;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("frame #"))) << args;
+}
+
+double RelErr(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+TEST(CliTest, ScoreMatchesTransformersLogits) {
+  for (const std::string name : {"qwen2_swa", "llama_full"}) {
+    const std::string dir = kFixtures + name;
+    const std::string out = TempDir() + "/logits.safetensors";
+    Result r = RunSwarr("score --model " + dir + " --input " + dir + "/expected.safetensors --out " + out);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto got = ReadTensor(out, "logits");
+    auto want = ReadTensor(dir + "/expected.safetensors", "logits");
+    ASSERT_TRUE(got.ok() && want.ok());
+    EXPECT_EQ(got->scalar_type(), at::kFloat);
+    EXPECT_LT(RelErr(*got, *want), 1e-4) << name;
+  }
+}
+
+TEST(CliTest, ScoreWindowOverrideChangesOnlyLaterPositions) {
+  const std::string dir = kFixtures + "qwen2_full";
+  const std::string a = TempDir() + "/a.safetensors", b = TempDir() + "/b.safetensors";
+  ASSERT_EQ(RunSwarr("score --model " + dir + " --input " + dir + "/expected.safetensors --out " + a).status, 0);
+  ASSERT_EQ(RunSwarr("score --model " + dir + " --input " + dir + "/expected.safetensors --out " + b +
+                " --window 8 --sinks 2").status, 0);
+  at::Tensor full = *ReadTensor(a, "logits"), swa = *ReadTensor(b, "logits");
+  // W = 8 with 2 sinks: position q sees q-7..q and 0, 1, i.e. everything up to q = 9;
+  // position 10 is the first to lose a key (position 2).
+  EXPECT_TRUE(at::allclose(full.narrow(1, 0, 10), swa.narrow(1, 0, 10), 1e-5, 1e-6));
+  EXPECT_FALSE(at::allclose(full.narrow(1, 10, 1), swa.narrow(1, 10, 1), 1e-5, 1e-6));
+}
+
+TEST(CliTest, GreedyGenerateMatchesTransformers) {
+  const std::string dir = kFixtures + "qwen2_swa";
+  at::Tensor prompt = *ReadTensor(dir + "/expected.safetensors", "gen2_prompt");
+  at::Tensor output = *ReadTensor(dir + "/expected.safetensors", "gen2_output");
+  at::Tensor margin = *ReadTensor(dir + "/expected.safetensors", "gen2_margin");
+  std::string ids;
+  for (int64_t i = 0; i < prompt.numel(); ++i) ids += (i ? "," : "") + std::to_string(prompt[0][i].item<int64_t>());
+  Result r = RunSwarr("generate --model " + dir + " --prompt-ids " + ids + " --max-new-tokens 40 --greedy --ignore-eos");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  std::vector<int64_t> got = j["ids"];
+  ASSERT_EQ(static_cast<int64_t>(got.size()), output.size(1));
+  EXPECT_EQ(j["logprobs"].size(), 40u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != output[0][i].item<int64_t>()) {
+      EXPECT_LT(margin[i - prompt.numel()].item<float>(), 1e-3) << "differs at " << i;
+      break;
+    }
+  }
+}
+
+TEST(CliTest, SampledGenerateIsSeeded) {
+  const std::string base = "generate --model " + kFixtures + "llama_full --prompt-ids 5,17,42 --max-new-tokens 12 "
+                           "--temperature 0.9 --top-p 0.95 --top-k 50 --ignore-eos --seed ";
+  Result a = RunSwarr(base + "7"), b = RunSwarr(base + "7"), c = RunSwarr(base + "8");
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+  auto j = nlohmann::json::parse(a.out);
+  EXPECT_EQ(j["ids"].size(), 15u);
+  for (double lp : j["logprobs"]) EXPECT_LE(lp, 0.0);
+}
+
+TEST(CliTest, ConvertWritesALoadableCheckpoint) {
+  const std::string out = TempDir() + "/converted";
+  Result r = RunSwarr("convert --model " + kFixtures + "qwen2_full --out " + out + " --layer-windows 8,0,8 --sinks 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto config = nlohmann::json::parse(Slurp(out + "/config.json"));
+  EXPECT_EQ(config["layer_types"], nlohmann::json({"sliding_attention", "full_attention", "sliding_attention"}));
+  EXPECT_EQ(config["sliding_window"], 8);
+  const std::string a = TempDir() + "/a.safetensors", b = TempDir() + "/b.safetensors";
+  const std::string input = kFixtures + "qwen2_full/expected.safetensors";
+  ASSERT_EQ(RunSwarr("score --model " + out + " --input " + input + " --out " + a).status, 0);
+  ASSERT_EQ(RunSwarr("score --model " + kFixtures + "qwen2_full --layer-windows 8,0,8 --sinks 1 --input " + input +
+                " --out " + b).status, 0);
+  EXPECT_TRUE(at::equal(*ReadTensor(a, "logits"), *ReadTensor(b, "logits")));
+}
+
+TEST(CliTest, BadArgumentsAndInputs) {
+  const std::string model = kFixtures + "llama_full";
+  const std::string input = model + "/expected.safetensors";
+  const std::string out = TempDir() + "/x.safetensors";
+  ExpectUsageError("frobnicate", "unknown command 'frobnicate'");
+  ExpectUsageError("score --model " + model + " --input " + input, "--out");
+  ExpectUsageError("score --model " + model + " --input " + input + " --out " + out + " --bogus 1", "--bogus");
+  ExpectUsageError("score --model /nonexistent --input " + input + " --out " + out, "/nonexistent");
+  ExpectUsageError("score --model " + model + " --input " + input + " --out " + out + " --window -4", "negative");
+  ExpectUsageError("score --model " + model + " --input " + input + " --out " + out + " --window x", "--window");
+  ExpectUsageError("score --model " + model + " --input " + input + " --out " + out + " --layer-windows 4,4",
+                   "2 entries");
+  ExpectUsageError("generate --model " + model + " --prompt-ids 5,600 --max-new-tokens 3", "id 600");
+  ExpectUsageError("generate --model " + model + " --prompt-ids 5,x --max-new-tokens 3", "--prompt-ids");
+  ExpectUsageError("generate --model " + model + " --prompt-ids 5 --max-new-tokens 3 --greedy --temperature 2",
+                   "--greedy");
+  ExpectUsageError("generate --model " + model + " --prompt-ids 5 --max-new-tokens 3 --top-p 1.5", "top_p");
+  ExpectUsageError("generate --model " + model + " --prompt-ids 5", "--max-new-tokens");
+
+  // Input files: missing tensor, wrong dtype, corrupt file, out-of-vocabulary ids.
+  const std::string dir = TempDir();
+  ASSERT_TRUE(WriteTensors(dir + "/noids.safetensors", {{"x", at::zeros({2})}}).ok());
+  ExpectUsageError("score --model " + model + " --input " + dir + "/noids.safetensors --out " + out, "input_ids");
+  ASSERT_TRUE(WriteTensors(dir + "/float.safetensors", {{"input_ids", at::zeros({1, 4})}}).ok());
+  ExpectUsageError("score --model " + model + " --input " + dir + "/float.safetensors --out " + out, "int64");
+  std::ofstream(dir + "/corrupt.safetensors") << "\x10\0\0\0\0\0\0\0{\"a\": broken";
+  ExpectUsageError("score --model " + model + " --input " + dir + "/corrupt.safetensors --out " + out,
+                   "corrupt.safetensors");
+  ASSERT_TRUE(WriteTensors(dir + "/oov.safetensors",
+                           {{"input_ids", at::tensor({3L, 4L, 9999L}, at::kLong).view({1, 3})}}).ok());
+  ExpectUsageError("score --model " + model + " --input " + dir + "/oov.safetensors --out " + out, "9999");
+
+  // A model directory whose config is broken.
+  const std::string bad_model = TempDir();
+  std::ofstream(bad_model + "/config.json") << R"({"model_type": "gpt_neox", "vocab_size": 10})";
+  ExpectUsageError("score --model " + bad_model + " --input " + input + " --out " + out, "gpt_neox");
+}
+
+}  // namespace
+}  // namespace swarr

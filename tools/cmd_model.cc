@@ -92,14 +92,21 @@ absl::Status Generate(const std::vector<std::string>& argv) {
 }
 
 absl::Status Convert(const std::vector<std::string>& argv) {
-  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"model", "out", "window", "layer-windows", "sinks", "dtype"}, {}));
+  SWARR_ASSIGN_OR_RETURN(
+      Args args, Args::Parse(argv, {"model", "out", "window", "layer-windows", "sinks", "dtype", "max-shard-mb"}, {}));
   SWARR_ASSIGN_OR_RETURN(std::string model_dir, args.Required("model"));
   SWARR_ASSIGN_OR_RETURN(std::string out, args.Required("out"));
   SWARR_ASSIGN_OR_RETURN(ModelOptions opts, ModelOptionsFrom(args));
-  const std::string dtype = opts.dtype.empty() ? "float32" : opts.dtype;
+  Model::SaveOptions save;
+  save.dtype = opts.dtype.empty() ? "float32" : opts.dtype;
+  SWARR_ASSIGN_OR_RETURN(auto shard_mb, args.Int("max-shard-mb"));
+  if (shard_mb) {
+    if (*shard_mb <= 0) return absl::InvalidArgumentError("--max-shard-mb must be positive");
+    save.max_shard_bytes = *shard_mb << 20;
+  }
   opts.dtype = "float32";
   SWARR_ASSIGN_OR_RETURN(auto model, Model::Load(model_dir, opts));
-  SWARR_RETURN_IF_ERROR(model->Save(out, dtype));
+  SWARR_RETURN_IF_ERROR(model->Save(out, save));
   std::cerr << "swarr: wrote " << out << " (windows per layer: "
             << absl::StrJoin(model->config().layer_windows, ",") << ", sinks " << model->config().attention_sinks
             << ")\n";

@@ -17,7 +17,8 @@ constexpr char kUsage[] =
     "            [--greedy | --temperature T --top-p P --top-k K] [--seed S] [--window W] [--sinks S]\n"
     "            [--ignore-eos]; prints {\"ids\": [...], \"logprobs\": [...]}\n"
     "  convert   --model DIR --out DIR [--window W | --layer-windows W0,W1,...] [--sinks S]\n"
-    "            [--dtype float32|bfloat16|float16]; writes an HF checkpoint with the attention settings\n"
+    "            [--dtype float32|bfloat16|float16] [--max-shard-mb M]; writes an HF checkpoint\n"
+    "            with the attention settings (sharded with an index past M MiB, default 5120)\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
     "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 

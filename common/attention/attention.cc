@@ -1,6 +1,7 @@
 #include "common/attention/attention.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -26,14 +27,16 @@ at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   const int64_t Hkv = k.size(1), Tk = k.size(2);
   TORCH_CHECK(H % Hkv == 0, "query heads ", H, " not a multiple of key/value heads ", Hkv);
   const int64_t G = H / Hkv;
-  // [B, Hkv, G, Tq, D] x [B, Hkv, 1, D, Tk] -> [B, Hkv, G, Tq, Tk]
-  at::Tensor qg = q.reshape({B, Hkv, G, Tq, D});
-  at::Tensor scores = at::matmul(qg, k.unsqueeze(2).transpose(-1, -2)).mul(spec.scale);
+  // GQA without materialising repeated keys: the G query heads that share a KV head are
+  // stacked along the query axis, so both matmuls are plain batched products over
+  // [B, Hkv] (broadcasting k to G heads would copy the whole cache G times per step).
+  at::Tensor qg = q.reshape({B, Hkv, G * Tq, D});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).mul(spec.scale);  // [B, Hkv, G*Tq, Tk]
   at::Tensor mask = VisibilityMask(q_pos, k_pos, spec).view({B, 1, 1, Tq, Tk});
-  scores = scores.to(at::kFloat).masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs, v.unsqueeze(2));  // [B, Hkv, G, Tq, D]
-  return out.reshape({B, H, Tq, D});
+  scores = scores.view({B, Hkv, G, Tq, Tk}).to(at::kFloat).masked_fill(mask.logical_not(),
+                                                                        -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, G * Tq, Tk});
+  return at::matmul(probs, v).view({B, H, Tq, D});
 }
 
 at::Tensor ReferenceSelfAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -2,6 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <cmath>
 #include <map>
 
@@ -13,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/attention/attention.h"
+#include "common/attention/ring_decode_op.h"
 #include "common/kv_cache/kv_cache.h"
 #include "common/model/safetensors.h"
 #include "common/model/tensor_io.h"
@@ -153,12 +157,15 @@ absl::Status Model::Assign(std::vector<std::pair<std::string, at::Tensor>> tenso
 namespace {
 
 // Shared set-up of Load and RandomInit: device and dtype from the options.
-absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at::ScalarType* dtype) {
+absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at::ScalarType* dtype,
+                           bool* decode_kernel) {
   auto dev = CatchTorch("device", [&] { return c10::Device(options.device); });
   if (!dev.ok()) return absl::InvalidArgumentError(absl::StrCat("bad device '", options.device, "'"));
   *device = *dev;
   std::string dt = options.dtype.empty() ? (device->is_cuda() ? "bfloat16" : "float32") : options.dtype;
   SWARR_ASSIGN_OR_RETURN(*dtype, ParseComputeDType(dt));
+  *decode_kernel = options.cuda_decode_kernel && device->is_cuda() && RingDecodeKernelBuilt() &&
+                   (*dtype == at::kFloat || *dtype == at::kBFloat16);
   return absl::OkStatus();
 }
 
@@ -166,7 +173,7 @@ absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at:
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
   std::unique_ptr<Model> model(new Model());
-  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_));
+  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
   SWARR_ASSIGN_OR_RETURN(model->config_, LoadModelConfig(dir));
   SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
   SWARR_RETURN_IF_ERROR(model->config_.Validate());
@@ -208,7 +215,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const
 absl::StatusOr<std::unique_ptr<Model>> Model::RandomInit(const ModelConfig& config, uint64_t seed,
                                                          const ModelOptions& options) {
   std::unique_ptr<Model> model(new Model());
-  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_));
+  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
   model->config_ = config;
   SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
   SWARR_RETURN_IF_ERROR(model->config_.Validate());
@@ -235,14 +242,16 @@ int64_t Model::num_parameters() const {
   return n;
 }
 
-absl::Status Model::Save(const std::string& dir, const std::string& dtype) const {
-  SWARR_ASSIGN_OR_RETURN(at::ScalarType st, ParseComputeDType(dtype));
-  ::mkdir(dir.c_str(), 0755);
+absl::Status Model::Save(const std::string& dir, const SaveOptions& options) const {
+  SWARR_ASSIGN_OR_RETURN(at::ScalarType st, ParseComputeDType(options.dtype));
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot create directory ", dir, ": ", std::strerror(errno)));
+  }
   std::vector<std::pair<std::string, at::Tensor>> converted;
-  for (const auto& [name, t] : params_) converted.push_back({name, t.detach().to(st)});
-  SWARR_RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", converted, {{"format", "pt"}}));
+  for (const auto& [name, t] : params_) converted.push_back({name, t.detach().to(at::kCPU, st)});
+  SWARR_RETURN_IF_ERROR(WriteCheckpointTensors(dir, converted, options.max_shard_bytes));
   ModelConfig out = config_;
-  out.dtype = dtype;
+  out.dtype = options.dtype;
   const std::string json = out.ToJson();
   return WriteFileAtomically(dir + "/config.json", {json});
 }
@@ -291,7 +300,11 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const Rope& rope, At
       // here held position p - W, which the query at p cannot see anyway.
       cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
       KvCache::LayerView kv = cache->Read(layer, *seqs, /*pending=*/1);
-      out = MaskedAttention(q, kv.k.transpose(1, 2), kv.v.transpose(1, 2), positions, kv.pos, spec);
+      if (decode_kernel_ && config_.head_dim <= 256) {
+        out = RingDecodeAttention(q, kv.k, kv.v, positions, kv.pos, spec);
+      } else {
+        out = MaskedAttention(q, kv.k.transpose(1, 2), kv.v.transpose(1, 2), positions, kv.pos, spec);
+      }
     } else {
       // Prefill chunk: earlier queries of the chunk may need ring slots that its later
       // tokens overwrite, so attend over (cache before the chunk) + chunk, then store.

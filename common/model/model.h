@@ -33,6 +33,9 @@ struct ModelOptions {
   std::string device = "cpu";     // "cpu", "cuda", "cuda:1", ...
   // Compute dtype: "float32", "bfloat16", "float16"; "" = float32 on CPU, bfloat16 on CUDA.
   std::string dtype;
+  // On CUDA, decode steps use SWARR's ring-decode kernel when it was built
+  // (SWARR_WITH_CUDA); false = plain torch ops everywhere.
+  bool cuda_decode_kernel = true;
 };
 
 // Which attention implementation full-sequence forward passes use.
@@ -57,9 +60,14 @@ class Model {
   const std::vector<std::pair<std::string, at::Tensor>>& named_parameters() const { return params_; }
   int64_t num_parameters() const;
 
-  // Writes DIR/config.json and DIR/model.safetensors (float32 unless `dtype` says
-  // "bfloat16"/"float16"), loadable by HF transformers. Each file is written atomically.
-  absl::Status Save(const std::string& dir, const std::string& dtype = "float32") const;
+  struct SaveOptions {
+    std::string dtype = "float32";               // "float32" | "bfloat16" | "float16"
+    int64_t max_shard_bytes = int64_t{5} << 30;  // larger checkpoints are sharded (HF's default)
+  };
+  // Writes DIR/config.json and the weights (model.safetensors, or shards + index), loadable
+  // by HF transformers. Creates DIR if needed; each file is written atomically.
+  absl::Status Save(const std::string& dir, const SaveOptions& options) const;
+  absl::Status Save(const std::string& dir) const { return Save(dir, SaveOptions()); }
 
   // OK if every id is in [0, vocab_size); else kInvalidArgument naming the first bad id
   // and where it is ([row, column]).
@@ -102,6 +110,7 @@ class Model {
   ModelConfig config_;
   c10::Device device_ = c10::Device(c10::kCPU);
   at::ScalarType dtype_ = at::kFloat;
+  bool decode_kernel_ = false;  // use RingDecodeAttention for decode steps
   at::Tensor inv_freq_;  // [head_dim / 2] float32, on device
   std::vector<std::pair<std::string, at::Tensor>> params_;
   at::Tensor embed_, final_norm_, lm_head_;

@@ -116,10 +116,36 @@ TEST(ModelTest, SaveLoadRoundTrip) {
   EXPECT_TRUE(at::equal(*(*model)->Score(*ids), *(*back)->Score(*ids)));
   // bf16 checkpoints load too (and lose precision only at bf16 rounding).
   const std::string dir16 = TempDir();
-  ASSERT_TRUE((*model)->Save(dir16, "bfloat16").ok());
+  Model::SaveOptions bf16;
+  bf16.dtype = "bfloat16";
+  ASSERT_TRUE((*model)->Save(dir16, bf16).ok());
   auto back16 = Model::Load(dir16);
   ASSERT_TRUE(back16.ok()) << back16.status();
   EXPECT_LT(RelErr(*(*back16)->Score(*ids), *(*model)->Score(*ids)), 0.05);
+}
+
+TEST(ModelTest, ShardedSaveLoadRoundTrip) {
+  auto model = Model::Load(kFixtures + "llama_full");
+  ASSERT_TRUE(model.ok());
+  const std::string dir = TempDir();
+  ASSERT_TRUE((*model)->Save(dir).ok());  // first a single file ...
+  Model::SaveOptions small;
+  small.max_shard_bytes = 200000;  // ... then 783 KB of weights in shards of <= 200 KB
+  ASSERT_TRUE((*model)->Save(dir, small).ok());
+  struct stat st;
+  EXPECT_NE(::stat((dir + "/model.safetensors").c_str(), &st), 0) << "stale single file left behind";
+  std::ifstream in(dir + "/model.safetensors.index.json");
+  auto index = nlohmann::json::parse(in);
+  EXPECT_EQ(index["weight_map"]["model.embed_tokens.weight"], "model-00001-of-00005.safetensors");
+  EXPECT_EQ(index["weight_map"].size(), (*model)->named_parameters().size());
+  auto back = Model::Load(dir);
+  ASSERT_TRUE(back.ok()) << back.status();
+  auto ids = ReadTensor(kFixtures + "llama_full/expected.safetensors", "input_ids");
+  EXPECT_TRUE(at::equal(*(*model)->Score(*ids), *(*back)->Score(*ids)));
+  // And back to a single file: the index goes.
+  ASSERT_TRUE((*model)->Save(dir).ok());
+  EXPECT_NE(::stat((dir + "/model.safetensors.index.json").c_str(), &st), 0);
+  ASSERT_TRUE(Model::Load(dir).ok());
 }
 
 // Copies a fixture directory with its model.safetensors replaced by `tensors`.

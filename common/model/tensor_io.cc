@@ -1,6 +1,13 @@
 #include "common/model/tensor_io.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <ATen/ATen.h>
+
+#include "nlohmann/json.hpp"
+#include "common/util/file.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/util/status_macros.h"
@@ -63,6 +70,43 @@ absl::Status WriteTensors(const std::string& path, const std::vector<std::pair<s
     named.push_back({name, view});
   }
   return WriteSafetensors(path, named, metadata);
+}
+
+absl::Status WriteCheckpointTensors(const std::string& dir,
+                                    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                    int64_t max_shard_bytes) {
+  const std::string single = dir + "/model.safetensors";
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  // Group into shards by size, keeping checkpoint order.
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
+  int64_t shard_bytes = 0, total = 0;
+  for (const auto& named : tensors) {
+    const int64_t bytes = static_cast<int64_t>(named.second.nbytes());
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(named);
+    shard_bytes += bytes;
+    total += bytes;
+  }
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (shards.size() == 1) {
+    SWARR_RETURN_IF_ERROR(WriteTensors(single, tensors, meta));
+    ::unlink(index_path.c_str());
+    return absl::OkStatus();
+  }
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    SWARR_RETURN_IF_ERROR(WriteTensors(dir + "/" + name, shards[i], meta));
+    for (const auto& named : shards[i]) weight_map[named.first] = name;
+  }
+  nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(index_path, {index.dump(2)}));
+  ::unlink(single.c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace swarr

@@ -25,6 +25,15 @@ absl::StatusOr<at::Tensor> ReadTensor(const std::string& path, const std::string
 absl::Status WriteTensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                           const std::map<std::string, std::string>& metadata = {});
 
+// Writes `tensors` as an HF checkpoint's weights in `dir`: one model.safetensors, or, when
+// they add up to more than `max_shard_bytes`, shards model-0000K-of-0000N.safetensors of at
+// most that size each (a larger single tensor gets a shard of its own) plus
+// model.safetensors.index.json. Removes the other layout's files so the directory is never
+// ambiguous. Every file is written atomically; the index is written after its shards.
+absl::Status WriteCheckpointTensors(const std::string& dir,
+                                    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                    int64_t max_shard_bytes);
+
 }  // namespace swarr
 
 #endif  // SWARR_COMMON_MODEL_TENSOR_IO_H_

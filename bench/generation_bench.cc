@@ -92,6 +92,16 @@ std::map<int64_t, Row> Run(int64_t window, int64_t batch, const std::vector<int6
   return rows;
 }
 
+// float32 matmul speed of this LibTorch: reveals a missing OpenBLAS (reference BLAS is ~30x slower).
+double MatmulGflops() {
+  at::Tensor a = at::randn({1024, 1024});
+  at::mm(a, a);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) at::mm(a, a);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 5;
+  return 2.0 * 1024 * 1024 * 1024 / s / 1e9;
+}
+
 std::string Bytes(int64_t b) {
   char buf[32];
   if (b >= (1 << 20)) {
@@ -126,8 +136,9 @@ int Main(int argc, char** argv) {
   auto swa = Run(window, batch, marks, options, &params);
   auto full = Run(0, batch, marks, options, &params);
   std::printf("Random qwen2-style model, %.1fM parameters (8 layers, hidden 256, 8 heads, 2 KV heads), "
-              "batch %lld, %s, LibTorch %s\n\n",
-              params / 1e6, static_cast<long long>(batch), options.device.c_str(), TORCH_VERSION);
+              "batch %lld, %s, LibTorch %s, %d threads, 1024^2 float32 matmul %.0f GFLOP/s\n\n",
+              params / 1e6, static_cast<long long>(batch), options.device.c_str(), TORCH_VERSION,
+              at::get_num_threads(), MatmulGflops());
   std::printf("| generated length | SWA W=%lld tokens/s | full tokens/s | SWA ms/step | full ms/step | "
               "SWA KV bytes/seq | full KV bytes/seq | SWA cache allocated | full cache allocated |\n",
               static_cast<long long>(window));

@@ -48,28 +48,55 @@ at::Tensor ReferenceSelfAttention(const at::Tensor& q, const at::Tensor& k, cons
 
 at::Tensor BandAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          const AttentionSpec& spec, int64_t block) {
-  const int64_t B = q.size(0), T = q.size(2);
-  if (block <= 0) block = spec.window > 0 ? std::clamp<int64_t>(spec.window, 16, 256) : 256;
-  if (T <= block) return ReferenceSelfAttention(q, k, v, spec);
-  at::Tensor all_pos = at::arange(T, q.options().dtype(at::kLong));
-  std::vector<at::Tensor> outs;
-  for (int64_t s = 0; s < T; s += block) {
-    const int64_t e = std::min(T, s + block);
-    const int64_t kstart = spec.window > 0 ? std::max<int64_t>(0, s - spec.window + 1) : 0;
-    at::Tensor kb = k.narrow(2, kstart, e - kstart);
-    at::Tensor vb = v.narrow(2, kstart, e - kstart);
-    at::Tensor kpos = all_pos.narrow(0, kstart, e - kstart);
-    const int64_t nsinks = spec.window > 0 ? std::min(spec.sinks, kstart) : 0;
-    if (nsinks > 0) {
-      kb = at::cat({k.narrow(2, 0, nsinks), kb}, 2);
-      vb = at::cat({v.narrow(2, 0, nsinks), vb}, 2);
-      kpos = at::cat({all_pos.narrow(0, 0, nsinks), kpos}, 0);
-    }
-    at::Tensor qpos = all_pos.narrow(0, s, e - s).unsqueeze(0).expand({B, e - s});
-    outs.push_back(MaskedAttention(q.narrow(2, s, e - s), kb, vb, qpos,
-                                   kpos.unsqueeze(0).expand({B, kpos.size(0)}), spec));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), G = H / Hkv, W = spec.window;
+  // Full attention, or a window covering the whole sequence, is the plain computation.
+  if (W <= 0 || W >= T) return ReferenceSelfAttention(q, k, v, spec);
+  if (block <= 0) block = std::clamp<int64_t>(W / 4, 16, 128);
+  block = std::min(block, T);
+  // All query blocks at once. Block i holds queries [i*block, (i+1)*block) and sees keys
+  // [i*block - (W-1), (i+1)*block): after left-padding the keys by W-1, that is window i of
+  // an unfold with size block + W - 1 and step block. Scores: [B, Hkv, nb, G*block, Kw],
+  // i.e. O(T * (W + block)) per head, and unfold's backward is linear too.
+  const int64_t nb = (T + block - 1) / block, Tp = nb * block, Kw = block + W - 1;
+  const auto long_opts = q.options().dtype(at::kLong);
+  auto pad_keys = [&](const at::Tensor& x) {  // [B, Hkv, T, D] -> windows [B, Hkv, nb, D, Kw]
+    return at::constant_pad_nd(x, {0, 0, W - 1, Tp - T}).unfold(2, Kw, block);
+  };
+  at::Tensor qb = at::constant_pad_nd(q, {0, 0, 0, Tp - T})
+                      .view({B, Hkv, G, nb, block, D})
+                      .permute({0, 1, 3, 2, 4, 5})
+                      .reshape({B, Hkv, nb, G * block, D});
+  at::Tensor kw = pad_keys(k), vw = pad_keys(v).transpose(-1, -2);  // [.., D, Kw], [.., Kw, D]
+  at::Tensor q_pos = at::arange(Tp, long_opts).view({nb, block});
+  at::Tensor starts = at::arange(nb, long_opts).mul(block).sub(W - 1).view({nb, 1});
+  at::Tensor k_pos = starts + at::arange(Kw, long_opts).view({1, Kw});  // negative = padding
+  // Window keys: the shared rule; a sink position inside the window is seen here once.
+  at::Tensor mask = VisibilityMask(q_pos, k_pos, spec);  // [nb, block, Kw]
+  at::Tensor scores = at::matmul(qb, kw).mul(spec.scale).view({B, Hkv, nb, G, block, Kw});
+  const int64_t S = std::min(spec.sinks, T);
+  at::Tensor ks, vs;
+  if (S > 0) {
+    // Sink keys for the blocks whose window starts after them.
+    ks = k.narrow(2, 0, S);
+    vs = v.narrow(2, 0, S);
+    at::Tensor sink_pos = at::arange(S, long_opts).view({1, 1, S});
+    at::Tensor sink_mask = sink_pos.lt(starts.view({nb, 1, 1})).expand({nb, block, S});
+    at::Tensor sink_scores = at::matmul(qb, ks.unsqueeze(2).transpose(-1, -2)).mul(spec.scale)
+                                 .view({B, Hkv, nb, G, block, S});
+    scores = at::cat({scores, sink_scores}, -1);
+    mask = at::cat({mask, sink_mask}, -1);
   }
-  return at::cat(outs, 2);
+  const int64_t K = scores.size(-1);
+  scores = scores.to(at::kFloat).masked_fill(mask.view({1, 1, nb, 1, block, K}).logical_not(),
+                                             -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, nb, G * block, K});
+  at::Tensor out = at::matmul(probs.narrow(-1, 0, Kw), vw);  // [B, Hkv, nb, G*block, D]
+  if (S > 0) out = out + at::matmul(probs.narrow(-1, Kw, S), vs.unsqueeze(2));
+  return out.view({B, Hkv, nb, G, block, D})
+      .permute({0, 1, 3, 2, 4, 5})
+      .reshape({B, H, Tp, D})
+      .narrow(2, 0, T);
 }
 
 }  // namespace swarr

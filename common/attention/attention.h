@@ -8,8 +8,9 @@
 //  * MaskedAttention: plain torch ops with an explicit mask built from per-key absolute
 //    positions. It is the reference, and also what cached decoding uses (the ring buffer
 //    holds keys in slot order with their positions).
-//  * BandAttention: processes query blocks against only the keys they can see, so time and
-//    memory grow as O(T * (W + block)) instead of O(T^2). Used for training and scoring.
+//  * BandAttention: every query block against only the keys it can see (one batched
+//    product over all blocks, keys gathered with unfold), so time and memory grow as
+//    O(T * (W + block)) instead of O(T^2). Used for training and scoring.
 // Both are differentiable through autograd and run on any device/dtype torch supports;
 // scores are softmaxed in float32 (as HF's eager attention does).
 #ifndef SWARR_COMMON_ATTENTION_ATTENTION_H_
@@ -39,8 +40,9 @@ at::Tensor VisibilityMask(const at::Tensor& q_pos, const at::Tensor& k_pos, cons
 at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& q_pos, const at::Tensor& k_pos, const AttentionSpec& spec);
 
-// Self-attention of a whole sequence at positions 0..T-1, computed block by block over the
-// band of visible keys. `block` is the query block size (0 = choose from the window).
+// Self-attention of a whole sequence at positions 0..T-1 over the band of visible keys.
+// `block` is the query block size (0 = clamp(W / 4, 16, 128)). W = 0 or W >= T falls back
+// to ReferenceSelfAttention, which is then the same amount of work.
 //   q: [B, H, T, D]   k, v: [B, Hkv, T, D]   returns [B, H, T, D]
 at::Tensor BandAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          const AttentionSpec& spec, int64_t block = 0);

@@ -12,7 +12,7 @@ PACKAGES=(
   # services stack
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev
   # libraries
-  nlohmann-json3-dev
+  nlohmann-json3-dev libutf8proc-dev
   # tests
   libgtest-dev libgmock-dev
 )

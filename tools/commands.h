@@ -12,6 +12,8 @@ namespace swarr {
 int RunScore(const std::vector<std::string>& args);
 int RunGenerate(const std::vector<std::string>& args);
 int RunConvert(const std::vector<std::string>& args);
+int RunTokenize(const std::vector<std::string>& args);
+int RunVerify(const std::vector<std::string>& args);
 
 }  // namespace swarr
 

@@ -19,6 +19,10 @@ constexpr char kUsage[] =
     "  convert   --model DIR --out DIR [--window W | --layer-windows W0,W1,...] [--sinks S]\n"
     "            [--dtype float32|bfloat16|float16] [--max-shard-mb M]; writes an HF checkpoint\n"
     "            with the attention settings (sharded with an index past M MiB, default 5120)\n"
+    "  tokenize  --tokenizer tokenizer.json --input IN.jsonl [--decode]\n"
+    "            {\"text\": ...} lines -> {\"ids\": [...]} lines (--decode: the reverse)\n"
+    "  verify    --input IN.jsonl: {\"prediction\", \"answer\"} lines -> {\"correct\", \"extracted\"} lines,\n"
+    "            accuracy on stderr\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
     "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 
@@ -36,6 +40,8 @@ int main(int argc, char** argv) {
     if (command == "score") return swarr::RunScore(args);
     if (command == "generate") return swarr::RunGenerate(args);
     if (command == "convert") return swarr::RunConvert(args);
+    if (command == "tokenize") return swarr::RunTokenize(args);
+    if (command == "verify") return swarr::RunVerify(args);
   } catch (const std::exception& e) {
     std::cerr << "swarr: internal error: " << e.what() << "\n";
     return 1;

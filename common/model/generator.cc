@@ -70,21 +70,23 @@ absl::Status Generator::Admit(std::vector<std::pair<int64_t, GenerationResult>>*
       continue;
     }
     SWARR_ASSIGN_OR_RETURN(seq.slot, cache_->Allocate());
-    const auto& prompt = seq.request.prompt;
+    // Running from here on, so that a failure below frees its slot with the others.
+    running_.push_back(std::move(seq));
+    Sequence& s = running_.back();
+    const auto& prompt = s.request.prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
     const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
     at::Tensor logits;
-    for (int64_t s = 0; s < n; s += chunk) {
-      const int64_t e = std::min(n, s + chunk);
-      at::Tensor ids = at::tensor(std::vector<int64_t>(prompt.begin() + s, prompt.begin() + e), at::kLong).view({1, e - s});
-      logits = model_.ForwardCached(ids, {seq.slot}, cache_.get());
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t e = std::min(n, b + chunk);
+      at::Tensor ids = at::tensor(std::vector<int64_t>(prompt.begin() + b, prompt.begin() + e), at::kLong).view({1, e - b});
+      logits = model_.ForwardCached(ids, {s.slot}, cache_.get());
     }
     at::Tensor host = logits.to(at::kCPU).contiguous();
-    if (SampleInto(&seq, host.data_ptr<float>())) {
-      cache_->Release(seq.slot);
-      finished->push_back({seq.id, std::move(seq.result)});
-    } else {
-      running_.push_back(std::move(seq));
+    if (SampleInto(&s, host.data_ptr<float>())) {
+      cache_->Release(s.slot);
+      finished->push_back({s.id, std::move(s.result)});
+      running_.pop_back();
     }
   }
   return absl::OkStatus();
@@ -117,15 +119,29 @@ absl::Status Generator::Decode(std::vector<std::pair<int64_t, GenerationResult>>
 
 absl::StatusOr<std::vector<std::pair<int64_t, GenerationResult>>> Generator::Step() {
   std::vector<std::pair<int64_t, GenerationResult>> finished;
-  SWARR_RETURN_IF_ERROR(CatchTorch("generation step", [&]() -> absl::Status {
+  absl::Status st = CatchTorch("generation step", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
     SWARR_RETURN_IF_ERROR(Admit(&finished));
+    if (fail_next_step_) {
+      fail_next_step_ = false;
+      TORCH_CHECK(false, "injected failure (FailNextStepForTest)");
+    }
     return Decode(&finished);
-  }));
+  });
+  if (!st.ok()) {
+    // A failed forward pass leaves the running sequences' caches half written: drop them
+    // (their slots are freed) so the generator stays usable; the caller resubmits them.
+    for (Sequence& s : running_) cache_->Release(s.slot);
+    running_.clear();
+    return st;
+  }
   return finished;
 }
 
 absl::StatusOr<std::vector<GenerationResult>> Generator::Generate(std::vector<GenerationRequest> requests) {
+  if (!idle()) {
+    return absl::FailedPreconditionError("Generate() needs an idle generator: drive earlier requests with Step()");
+  }
   std::map<int64_t, size_t> index;
   for (size_t i = 0; i < requests.size(); ++i) {
     SWARR_ASSIGN_OR_RETURN(int64_t id, Submit(std::move(requests[i])));
@@ -136,9 +152,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::Generate(std::vector<Ge
   while (done < requests.size()) {
     SWARR_ASSIGN_OR_RETURN(auto finished, Step());
     for (auto& [id, result] : finished) {
-      auto it = index.find(id);
-      if (it == index.end()) continue;  // submitted before this call
-      out[it->second] = std::move(result);
+      out[index.at(id)] = std::move(result);
       ++done;
     }
   }

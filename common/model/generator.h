@@ -54,6 +54,8 @@ class Generator {
 
   // One engine step: admits queued requests into free slots (prefill + first token), then
   // decodes one token for every running sequence. Returns the requests that finished.
+  // On an error (a LibTorch failure, e.g. out of memory) the running sequences are dropped
+  // and their slots freed; queued requests stay queued.
   absl::StatusOr<std::vector<std::pair<int64_t, GenerationResult>>> Step();
 
   bool idle() const { return queue_.empty() && running_.empty(); }
@@ -61,7 +63,11 @@ class Generator {
   int64_t num_queued() const { return static_cast<int64_t>(queue_.size()); }
   const KvCache& cache() const { return *cache_; }
 
+  // Test hook: the next Step() fails as a LibTorch error would, after admitting.
+  void FailNextStepForTest() { fail_next_step_ = true; }
+
   // Submits all, steps until done; results in request order.
+  // kFailedPrecondition unless idle() (results of earlier requests would have no taker).
   absl::StatusOr<std::vector<GenerationResult>> Generate(std::vector<GenerationRequest> requests);
 
  private:
@@ -83,6 +89,7 @@ class Generator {
   std::deque<Sequence> queue_;
   std::vector<Sequence> running_;
   int64_t next_id_ = 0;
+  bool fail_next_step_ = false;
 };
 
 }  // namespace swarr

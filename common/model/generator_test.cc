@@ -110,6 +110,37 @@ TEST(GeneratorTest, StopTokensAndZeroLength) {
   EXPECT_TRUE((*res)[1].logprobs.empty());
 }
 
+TEST(GeneratorTest, FailedStepFreesSlotsAndGeneratorRecovers) {
+  auto model = SharpRandomModel(TinyConfig({4, 0}), 12);
+  GeneratorOptions opts;
+  opts.max_batch = 2;
+  Generator gen(*model, opts);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(gen.Submit(Request({5, 6, 7}, 10, i)).ok());
+  gen.FailNextStepForTest();
+  auto step = gen.Step();
+  ASSERT_FALSE(step.ok());
+  EXPECT_THAT(std::string(step.status().message()), HasSubstr("injected failure"));
+  EXPECT_EQ(gen.num_running(), 0);
+  EXPECT_EQ(gen.num_queued(), 1);  // the third request never started
+  EXPECT_EQ(gen.cache().num_free(), 2);
+  // Still usable: the request queued before the failure (id 2) completes ...
+  EXPECT_EQ(gen.Generate({Request({1}, 1, 0)}).status().code(), absl::StatusCode::kFailedPrecondition);
+  std::vector<int64_t> done_ids;
+  while (!gen.idle()) {
+    auto done = gen.Step();
+    ASSERT_TRUE(done.ok()) << done.status();
+    for (auto& [id, r] : *done) done_ids.push_back(id);
+  }
+  EXPECT_EQ(done_ids, (std::vector<int64_t>{2}));
+  EXPECT_EQ(gen.cache().num_free(), 2);
+  // ... and new requests give what a fresh generator gives.
+  auto res = gen.Generate({Request({9, 10}, 6, 99)});
+  ASSERT_TRUE(res.ok()) << res.status();
+  Generator fresh(*model, opts);
+  auto want = fresh.Generate({Request({9, 10}, 6, 99)});
+  EXPECT_EQ((*res)[0].tokens, (*want)[0].tokens);
+}
+
 TEST(GeneratorTest, BadRequestsAreRejected) {
   auto model = SharpRandomModel(TinyConfig({4}), 9);
   Generator gen(*model);

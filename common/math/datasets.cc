@@ -1,0 +1,189 @@
+#include "common/math/datasets.h"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/math/verifier.h"
+#include "nlohmann/json.hpp"
+
+namespace swarr {
+namespace {
+
+using json = nlohmann::json;
+
+// Uniform integer in [0, n) from a 64-bit Mersenne twister, without modulo bias and
+// independent of the standard library's distribution implementations.
+uint64_t UniformBelow(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t x;
+  do {
+    x = rng();
+  } while (x >= limit);
+  return x % n;
+}
+
+}  // namespace
+
+std::string FormatNumberAnswer(double value) {
+  if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < 1e15) {
+    return absl::StrCat(static_cast<int64_t>(value));
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.15g", value);
+  return buf;
+}
+
+absl::StatusOr<DatasetSpec::Format> ParseDatasetFormat(const std::string& name) {
+  if (name == "gsm8k") return DatasetSpec::Format::kGsm8k;
+  if (name == "math500" || name == "math") return DatasetSpec::Format::kMath500;
+  if (name == "aime" || name == "amc") return DatasetSpec::Format::kAimeAmc;
+  if (name == "jsonl") return DatasetSpec::Format::kGeneric;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown data set format '", name, "' (gsm8k, math500, aime, amc, jsonl)"));
+}
+
+absl::StatusOr<std::unique_ptr<DatasetReader>> DatasetReader::Open(const DatasetSpec& spec) {
+  std::unique_ptr<DatasetReader> reader(new DatasetReader(spec));
+  reader->in_.open(spec.path, std::ios::binary);
+  if (!reader->in_) return absl::NotFoundError(absl::StrCat("cannot open data set ", spec.path));
+  if (spec.shuffle) {
+    std::string text;
+    int64_t line = 0;
+    while (true) {
+      const int64_t offset = reader->in_.tellg();
+      if (!std::getline(reader->in_, text)) break;
+      ++line;
+      if (!absl::StripAsciiWhitespace(text).empty()) reader->order_.push_back({offset, line});
+    }
+    reader->in_.clear();
+    std::mt19937_64 rng(spec.seed);
+    for (size_t i = reader->order_.size(); i > 1; --i) {
+      std::swap(reader->order_[i - 1], reader->order_[UniformBelow(rng, i)]);
+    }
+  }
+  return reader;
+}
+
+absl::StatusOr<std::optional<MathProblem>> DatasetReader::Next() {
+  std::string text;
+  int64_t line = 0;
+  if (spec_.shuffle) {
+    if (next_ >= order_.size()) return std::optional<MathProblem>();
+    const auto [offset, l] = order_[next_++];
+    in_.clear();
+    in_.seekg(offset);
+    if (!std::getline(in_, text)) {
+      return absl::DataLossError(absl::StrCat(spec_.path, ":", l, ": cannot read the line (file changed?)"));
+    }
+    line = l;
+  } else {
+    do {
+      if (!std::getline(in_, text)) return std::optional<MathProblem>();
+      line = ++line_;
+    } while (absl::StripAsciiWhitespace(text).empty());
+  }
+  auto problem = Parse(text, line);
+  if (!problem.ok()) return problem.status();
+  return std::optional<MathProblem>(std::move(*problem));
+}
+
+absl::StatusOr<std::vector<MathProblem>> DatasetReader::ReadAll() {
+  std::vector<MathProblem> out;
+  while (true) {
+    auto next = Next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) return out;
+    out.push_back(std::move(**next));
+  }
+}
+
+absl::StatusOr<MathProblem> DatasetReader::Parse(const std::string& text, int64_t line) const {
+  const std::string where = absl::StrCat(spec_.path, ":", line);
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
+  }
+  auto string_field = [&](const std::string& name, bool allow_number) -> absl::StatusOr<std::string> {
+    auto it = j.find(name);
+    if (it == j.end() || it->is_null()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": field '", name, "' is missing"));
+    }
+    if (it->is_string()) return it->get<std::string>();
+    if (allow_number && it->is_number()) {
+      if (it->is_number_integer()) return absl::StrCat(it->get<int64_t>());
+      return FormatNumberAnswer(it->get<double>());
+    }
+    return absl::InvalidArgumentError(absl::StrCat(where, ": field '", name, "' must be a ",
+                                                   allow_number ? "string or number" : "string", ", got ",
+                                                   it->type_name()));
+  };
+  MathProblem p;
+  p.line = line;
+  using Format = DatasetSpec::Format;
+  switch (spec_.format) {
+    case Format::kGsm8k: {
+      auto q = string_field("question", false);
+      auto a = string_field("answer", false);
+      if (!q.ok()) return q.status();
+      if (!a.ok()) return a.status();
+      p.question = std::move(*q);
+      p.solution = std::move(*a);
+      const size_t mark = p.solution.rfind("####");
+      if (mark == std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": field 'answer' has no '#### <answer>' line"));
+      }
+      p.answer = std::string(absl::StripAsciiWhitespace(p.solution.substr(mark + 4)));
+      if (p.answer.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": field 'answer': empty after ####"));
+      break;
+    }
+    case Format::kMath500: {
+      auto q = string_field("question", false);
+      auto a = string_field("answer", false);
+      if (!q.ok()) return q.status();
+      if (!a.ok()) return a.status();
+      p.question = std::move(*q);
+      p.solution = std::move(*a);
+      if (auto boxed = LastBoxed(p.solution)) {
+        p.answer = std::string(absl::StripAsciiWhitespace(*boxed));
+      } else if (const size_t at = p.solution.rfind("The answer is:"); at != std::string::npos) {
+        p.answer = std::string(absl::StripAsciiWhitespace(p.solution.substr(at + 14)));
+      }
+      if (p.answer.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": field 'answer' has no \\boxed{} answer and no 'The answer is:' line"));
+      }
+      break;
+    }
+    case Format::kAimeAmc: {
+      auto q = string_field("problem", false);
+      auto a = string_field("answer", true);
+      if (!q.ok()) return q.status();
+      if (!a.ok()) return a.status();
+      p.question = std::move(*q);
+      p.answer = std::move(*a);
+      if (auto s = j.find("solution"); s != j.end() && s->is_string()) p.solution = s->get<std::string>();
+      break;
+    }
+    case Format::kGeneric: {
+      auto q = string_field(spec_.question_field, false);
+      auto a = string_field(spec_.answer_field, true);
+      if (!q.ok()) return q.status();
+      if (!a.ok()) return a.status();
+      p.question = std::move(*q);
+      p.answer = std::move(*a);
+      break;
+    }
+  }
+  if (auto id = j.find(spec_.id_field); !spec_.id_field.empty() && id != j.end() && !id->is_null()) {
+    p.id = id->is_string() ? id->get<std::string>() : id->dump();
+  } else {
+    p.id = where;
+  }
+  return p;
+}
+
+}  // namespace swarr

@@ -1,0 +1,78 @@
+// The math answer verifier: the RL reward. Extracts the final answer of a model completion
+// and decides whether it is mathematically the same as the reference answer.
+//
+// Design rule: a false positive (a wrong answer rewarded) is worse than a false negative.
+// When in doubt, answers are NOT equivalent. The full rule book, with the decisions on
+// percent and on decimals vs fractions, is docs/verifier.md; the summary:
+//
+//  * Normalisation (both sides): `$`, `\(`, `\)`, `\[`, `\]`, `\left`, `\right`,
+//    `\displaystyle`, spacing (`\! \, \; \: \quad ~`), degrees (`^\circ`), `\text{}` /
+//    `\mbox{}` units (`5\text{ cm}^2` -> 5) and plain unit words (`18 dollars`), a trailing
+//    period, `x =` / `x \in` in front of the value, thousands separators (`10,\!080`,
+//    `58,500`, `{,}`), `\dfrac` / `\tfrac` -> `\frac`, an outer `\boxed{}`.
+//  * Exact numbers (integers of any length, decimals, `\frac{a}{b}`, `a/b`, mixed numbers
+//    `1\frac{4}{5}` = 9/5 and `7 3/4`) compare exactly as rationals: 0.5 == \frac{1}{2}.
+//  * A decimal equals a value that has no exact short decimal form (1/3, \sqrt{2}, \pi) only
+//    when it has at least 4 significant digits and is that value rounded or truncated to the
+//    decimal's places: 0.3333 == 1/3, 0.333 != 1/3, 3.1416 == \pi, 3.14 != \pi.
+//  * Percent: `50\%` == `50` and `50\%` == `0.5` (exactly one side carries the percent sign);
+//    `50` != `0.5` (no percent sign anywhere).
+//  * Other expressions (`2\sqrt{3}` vs `\sqrt{12}`, `3\pi`, `10^{3}`, `1.5\times10^3`) are
+//    evaluated numerically (latex_expr.h) and compared with relative tolerance 1e-9.
+//    Expressions with variables are compared at several fixed pseudo-random points and need
+//    the same set of variables; equations (`5x-7y+11z+4=0`) compare as proportional
+//    left-minus-right sides.
+//  * Structures: tuples `(1,2)` and intervals `[1,2)` compare element-wise with the same
+//    brackets; sets `\{1,2\}`, bare lists `1, 2`, unions `A \cup B` and `a \pm b` compare
+//    order-insensitively; matrices element-wise.
+//  * Multiple choice: `(B)`, `B`, `\text{(B)}`, `\textbf{(B)}` are the letter B.
+//  * Text answers compare by normalised string (case-insensitive for words).
+//
+// All functions are pure, thread-safe, never throw, and bound their work: nesting depth,
+// expression size and list lengths are capped; inputs beyond the caps fall back to string
+// comparison. Typical cost: a few microseconds per Verify (docs/verifier.md).
+#ifndef SWARR_COMMON_MATH_VERIFIER_H_
+#define SWARR_COMMON_MATH_VERIFIER_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace swarr {
+
+struct ExtractOptions {
+  // When no \boxed{}, "The answer is" or "####" answer is present, use the last number in
+  // the completion (`-12`, `3.5`, `1,000`, `3/4`). Default true.
+  bool fallback_last_number = true;
+};
+
+// The final answer of a model completion, trimmed, in this order of preference:
+//  1. the content of the last \boxed{...} / \fbox{...} (nested braces; also `\boxed 5`);
+//  2. the rest of the line after the last "answer is" (case-insensitive; "The answer is:
+//     $5$." -> "5");
+//  3. the rest of the line after the last "####" (GSM8K);
+//  4. if options.fallback_last_number, the last number.
+// A rule whose result is empty (or an unbalanced last \boxed{) falls through to the next.
+// nullopt if none applies.
+std::optional<std::string> ExtractAnswer(std::string_view completion, const ExtractOptions& options = {});
+
+// Content of the last \boxed{...} / \fbox{...} only (used to read MATH solutions), verbatim.
+// nullopt if there is none or it is unbalanced.
+std::optional<std::string> LastBoxed(std::string_view text);
+
+// Whether two final answers are mathematically the same (prediction vs reference). The
+// relation is symmetric. Empty answers are never equivalent to anything.
+bool AnswersEquivalent(std::string_view prediction, std::string_view reference);
+
+struct VerifyResult {
+  bool correct = false;
+  std::string extracted;  // the extracted answer; "" if nothing was extracted
+};
+
+// ExtractAnswer(completion, options), then AnswersEquivalent(extracted, reference_answer).
+VerifyResult Verify(std::string_view completion, std::string_view reference_answer,
+                    const ExtractOptions& options = {});
+
+}  // namespace swarr
+
+#endif  // SWARR_COMMON_MATH_VERIFIER_H_

@@ -1,0 +1,117 @@
+// `swarr verify` as other tools use it: exact output lines, accuracy on stderr, exit
+// statuses and one-line errors naming FILE:LINE and the field.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/swarr_verify_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+std::string WriteInput(const std::string& text) {
+  const std::string path = TempDir() + "/in.jsonl";
+  std::ofstream(path) << text;
+  return path;
+}
+
+Result RunSwarr(const std::string& args) {
+  const std::string dir = TempDir();
+  const std::string cmd = kSwarr + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  int raw = std::system(cmd.c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = Slurp(dir + "/out");
+  r.err = Slurp(dir + "/err");
+  return r;
+}
+
+// A bad-input run: exit 2, exactly one "swarr: " line on stderr naming each of `what`.
+void ExpectUsageError(const std::string& args, const std::vector<std::string>& what) {
+  Result r = RunSwarr(args);
+  EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+  EXPECT_THAT(r.err, StartsWith("swarr: ")) << args;
+  for (const auto& w : what) EXPECT_THAT(r.err, HasSubstr(w)) << args;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("terminate"))) << args;
+}
+
+TEST(VerifyCliTest, GradesLinesAndReportsAccuracy) {
+  const std::string input = WriteInput(
+      R"j({"prediction": "so the answer is $\\boxed{\\frac{1}{2}}$.", "answer": "0.5"})j" "\n"
+      R"j({"prediction": "They meet after 27 miles.", "answer": 27.0})j" "\n"
+      "\n"
+      R"j({"prediction": "#### 1,000", "answer": 1000})j" "\n"
+      R"j({"prediction": "The answer is (1,2).", "answer": "(2,1)"})j" "\n"
+      R"j({"prediction": "no idea", "answer": "\\text{\"quoted\"}"})j" "\n");
+  Result r = RunSwarr("verify --input " + input);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"correct\": true, \"extracted\": \"\\\\frac{1}{2}\"}\n"
+            "{\"correct\": true, \"extracted\": \"27\"}\n"
+            "{\"correct\": true, \"extracted\": \"1,000\"}\n"
+            "{\"correct\": false, \"extracted\": \"(1,2)\"}\n"
+            "{\"correct\": false, \"extracted\": \"\"}\n");
+  EXPECT_EQ(r.err, "accuracy 0.6000 (3/5)\n");
+}
+
+TEST(VerifyCliTest, EmptyInput) {
+  Result r = RunSwarr("verify --input=" + WriteInput(""));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "accuracy 0.0000 (0/0)\n");
+}
+
+TEST(VerifyCliTest, BadArgumentsAndInputs) {
+  ExpectUsageError("verify", {"--input"});
+  ExpectUsageError("verify --input", {"--input"});
+  ExpectUsageError("verify --input x --bogus 1", {"--bogus"});
+  ExpectUsageError("verify --input /nonexistent/in.jsonl", {"/nonexistent/in.jsonl"});
+  ExpectUsageError("verify --input /tmp", {"/tmp", "directory"});
+
+  const std::string not_json = WriteInput("{\"prediction\": \"1\", \"answer\": \"1\"}\n{not json\n");
+  ExpectUsageError("verify --input " + not_json, {not_json + ":2", "JSON"});
+  const std::string not_object = WriteInput("[1, 2]\n");
+  ExpectUsageError("verify --input " + not_object, {not_object + ":1", "object"});
+  const std::string no_answer = WriteInput("\n\n{\"prediction\": \"1\"}\n");
+  ExpectUsageError("verify --input " + no_answer, {no_answer + ":3", "\"answer\""});
+  const std::string no_prediction = WriteInput("{\"answer\": \"1\"}\n");
+  ExpectUsageError("verify --input " + no_prediction, {no_prediction + ":1", "\"prediction\""});
+  const std::string bad_answer = WriteInput("{\"prediction\": \"1\", \"answer\": [1]}\n");
+  ExpectUsageError("verify --input " + bad_answer, {bad_answer + ":1", "\"answer\""});
+  const std::string bad_prediction = WriteInput("{\"prediction\": 1, \"answer\": \"1\"}\n");
+  ExpectUsageError("verify --input " + bad_prediction, {bad_prediction + ":1", "\"prediction\""});
+}
+
+}  // namespace
+}  // namespace swarr

@@ -1,0 +1,55 @@
+// The learner's per-token log-probs, with exactly the rollout's definition (sampler.h): the
+// log-prob of token t+1 under softmax(logits_t / temperature) over the WHOLE vocabulary
+// (before top-k / top-p), where logits_t comes from the prefix 0..t. Scoring a generated
+// sequence with the sampling temperature therefore reproduces the behaviour log-probs the
+// rollout server reported (up to float rounding); greedy rollouts are scored at temperature 1.
+//
+// Batches are right-padded: with causal attention, padding after a sequence cannot change
+// its values, so no attention mask is needed.
+#ifndef SWARR_LEARNER_LOGPROBS_H_
+#define SWARR_LEARNER_LOGPROBS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "common/model/model.h"
+
+namespace swarr {
+
+struct SequenceBatch {
+  at::Tensor tokens;  // [N, L] int64 on the CPU, prompt + completion, right-padded with 0
+  // [N, L-1] float32 on the CPU: 1 where position t+1 is a completion token (predicted from
+  // prefix 0..t), 0 for prompt and padding. Row i has exactly completions[i].size() ones.
+  at::Tensor mask;
+};
+
+// Packs trajectories (prompt ids, completion ids) into a right-padded batch;
+// L = max_i (|prompt_i| + |completion_i|).
+// kInvalidArgument for an empty batch, prompts/completions of different counts, or (naming
+// the trajectory index) an empty prompt or completion, or an id outside [0, vocab_size).
+absl::StatusOr<SequenceBatch> PackSequences(const std::vector<std::vector<int64_t>>& prompts,
+                                            const std::vector<std::vector<int64_t>>& completions,
+                                            int64_t vocab_size);
+
+struct TokenLogProbs {
+  at::Tensor logprobs;  // [N, L-1]: log_softmax(logits[:, t] / temperature)[tokens[:, t+1]]
+  at::Tensor entropy;   // [N, L-1]: entropy of that distribution (nats); undefined unless asked
+};
+
+// Scores a whole batch with one Model::Logits pass (band attention). Outputs are float32
+// (float64 if the model computes in float64) on the model's device, differentiable w.r.t.
+// the model's parameters when grad mode is on. Values where the mask is 0 are unspecified
+// but finite (prompt positions are real log-probs; padding scores pad tokens).
+//   tokens: int64 [N, L] on any device, L >= 2
+// REQUIRES: temperature > 0; ids in the vocabulary (PackSequences checks them). Violations
+// throw c10::Error (LibTorch's), which the trainer's CatchTorch boundary turns into a Status.
+// Memory: keeps [N, L-1, V] log-probs alive for the backward pass.
+TokenLogProbs ComputeTokenLogProbs(const Model& model, const at::Tensor& tokens, double temperature,
+                                   bool with_entropy);
+
+}  // namespace swarr
+
+#endif  // SWARR_LEARNER_LOGPROBS_H_

@@ -1,0 +1,203 @@
+#include "learner/logprobs.h"
+
+#include <cmath>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "common/model/generator.h"
+#include "common/testing/test_models.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<int64_t> Row(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+TEST(PackSequencesTest, RightPaddedLayoutAndMask) {
+  auto batch = PackSequences({{5, 6, 7}, {8}}, {{9, 10}, {11, 12, 13}}, 64);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_EQ(batch->tokens.sizes(), (std::vector<int64_t>{2, 5}));
+  ASSERT_EQ(batch->mask.sizes(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(batch->tokens.scalar_type(), at::kLong);
+  EXPECT_EQ(batch->mask.scalar_type(), at::kFloat);
+  EXPECT_EQ(Row(batch->tokens[0]), (std::vector<int64_t>{5, 6, 7, 9, 10}));
+  EXPECT_EQ(Row(batch->tokens[1]), (std::vector<int64_t>{8, 11, 12, 13, 0}));
+  // Position t predicts token t+1: row 0's completion is at 3..4, row 1's at 1..3.
+  EXPECT_EQ(Row(batch->mask[0]), (std::vector<int64_t>{0, 0, 1, 1}));
+  EXPECT_EQ(Row(batch->mask[1]), (std::vector<int64_t>{1, 1, 1, 0}));
+}
+
+TEST(PackSequencesTest, Errors) {
+  auto expect = [](absl::Status st, const std::string& a, const std::string& b) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(st.message(), HasSubstr(a));
+    EXPECT_THAT(st.message(), HasSubstr(b));
+  };
+  expect(PackSequences({{1}, {}}, {{2}, {3}}, 64).status(), "trajectory 1", "empty prompt");
+  expect(PackSequences({{1}, {2}}, {{2}, {}}, 64).status(), "trajectory 1", "empty completion");
+  expect(PackSequences({{1}, {2}, {64}}, {{2}, {3}, {4}}, 64).status(), "trajectory 2", "64");
+  expect(PackSequences({{1}, {2}}, {{-1}, {3}}, 64).status(), "trajectory 0", "-1");
+  expect(PackSequences({{1}, {2}}, {{2}}, 64).status(), "2 prompts", "1 completions");
+  expect(PackSequences({}, {}, 64).status(), "empty", "batch");
+}
+
+GenerationRequest Request(std::vector<int64_t> prompt, int64_t n, uint64_t seed, double temp) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = n;
+  r.sampling.temperature = temp;
+  r.sampling.top_p = 0.9;
+  r.sampling.seed = seed;
+  return r;
+}
+
+// Generates, packs and rescored: every completion token's learner log-prob equals the
+// generator's behaviour log-prob.
+TEST(ComputeTokenLogProbsTest, ReproducesBehaviourLogProbsOfGenerator) {
+  // Layers 0 and 2 slide with window 4; prompts are longer than the window.
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}), 17);
+  for (double temp : {0.7, 1.0}) {
+    SCOPED_TRACE(testing::Message() << "temperature " << temp);
+    GeneratorOptions gopts;
+    gopts.max_batch = 2;  // continuous batching: later requests join mid-run
+    gopts.prefill_chunk = 3;
+    Generator gen(*model, gopts);
+    std::vector<GenerationRequest> reqs;
+    const std::vector<int64_t> prompt_lens = {3, 9, 14, 6};
+    const std::vector<int64_t> new_tokens = {12, 5, 20, 9};
+    for (size_t i = 0; i < prompt_lens.size(); ++i) {
+      std::vector<int64_t> prompt;
+      for (int64_t j = 0; j < prompt_lens[i]; ++j) prompt.push_back(3 + (j * 11 + 5 * i) % 60);
+      reqs.push_back(Request(prompt, new_tokens[i], 500 + i, temp));
+    }
+    if (temp == 1.0) {  // greedy reports the log-prob at temperature 1
+      reqs[3].sampling.greedy = true;
+    }
+    auto res = gen.Generate(reqs);
+    ASSERT_TRUE(res.ok()) << res.status();
+
+    std::vector<std::vector<int64_t>> prompts, completions;
+    for (const GenerationResult& r : *res) {
+      ASSERT_EQ(r.logprobs.size() + r.prompt_length, r.tokens.size());
+      prompts.emplace_back(r.tokens.begin(), r.tokens.begin() + r.prompt_length);
+      completions.emplace_back(r.tokens.begin() + r.prompt_length, r.tokens.end());
+    }
+    auto batch = PackSequences(prompts, completions, model->config().vocab_size);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    EXPECT_EQ(batch->tokens.size(1), 14 + 20);
+
+    at::NoGradGuard no_grad;
+    TokenLogProbs lp = ComputeTokenLogProbs(*model, batch->tokens, temp, /*with_entropy=*/true);
+    ASSERT_EQ(lp.logprobs.sizes(), batch->mask.sizes());
+    ASSERT_EQ(lp.entropy.sizes(), batch->mask.sizes());
+    EXPECT_EQ(lp.logprobs.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::isfinite(lp.logprobs).all().item<bool>());
+    EXPECT_TRUE(at::isfinite(lp.entropy).all().item<bool>());
+    at::Tensor got = lp.logprobs.contiguous();
+    double max_err = 0, min_logprob = 0;
+    int64_t checked = 0;
+    for (size_t i = 0; i < res->size(); ++i) {
+      const GenerationResult& r = (*res)[i];
+      for (size_t k = 0; k < r.logprobs.size(); ++k) {
+        const int64_t pos = r.prompt_length + static_cast<int64_t>(k) - 1;  // predicting position
+        ASSERT_EQ(batch->mask[i][pos].item<float>(), 1.0f);
+        const double learner = got[i][pos].item<double>();
+        ASSERT_NEAR(learner, r.logprobs[k], 1e-5) << "sequence " << i << " token " << k;
+        max_err = std::max(max_err, std::abs(learner - r.logprobs[k]));
+        min_logprob = std::min(min_logprob, static_cast<double>(r.logprobs[k]));
+        ++checked;
+      }
+    }
+    EXPECT_EQ(checked, batch->mask.sum().item<double>());
+    EXPECT_LT(min_logprob, -0.5);  // the comparison is not between near-zero log-probs
+    RecordProperty(temp == 1.0 ? "max_err_t1" : "max_err_t07", std::to_string(max_err));
+  }
+}
+
+TEST(ComputeTokenLogProbsTest, MatchesDoubleReferenceWithEntropy) {
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}), 5);
+  auto batch = PackSequences({{4, 9, 13, 22, 31, 40}, {7, 8}}, {{50, 3, 2}, {1, 60, 61, 62, 63, 0}}, 64);
+  ASSERT_TRUE(batch.ok());
+  const double temp = 0.8;
+  at::NoGradGuard no_grad;
+  TokenLogProbs lp = ComputeTokenLogProbs(*model, batch->tokens, temp, true);
+  const at::Tensor logits = model->Logits(batch->tokens).to(at::kDouble);
+  const at::Tensor ref = at::log_softmax(logits / temp, -1);  // [N, L, V]
+  const int64_t L = batch->tokens.size(1);
+  for (int64_t i = 0; i < 2; ++i) {
+    for (int64_t t = 0; t + 1 < L; ++t) {
+      const at::Tensor dist = ref[i][t];
+      const int64_t next = batch->tokens[i][t + 1].item<int64_t>();
+      EXPECT_NEAR(lp.logprobs[i][t].item<double>(), dist[next].item<double>(), 1e-5) << i << "," << t;
+      const double h = -(dist.exp() * dist).sum().item<double>();
+      EXPECT_NEAR(lp.entropy[i][t].item<double>(), h, 1e-5) << i << "," << t;
+      EXPECT_GE(h, 0);
+      EXPECT_LE(h, std::log(64.0) + 1e-9);
+    }
+  }
+  TokenLogProbs no_ent = ComputeTokenLogProbs(*model, batch->tokens, temp, false);
+  EXPECT_FALSE(no_ent.entropy.defined());
+  EXPECT_TRUE(at::equal(no_ent.logprobs, lp.logprobs));
+}
+
+TEST(ComputeTokenLogProbsTest, PaddingDoesNotChangeValues) {
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}), 23);
+  const std::vector<std::vector<int64_t>> prompts = {{4, 9, 13, 22, 31, 40, 41}, {7, 8}, {10, 11, 12}};
+  const std::vector<std::vector<int64_t>> completions = {{50, 3}, {1, 60, 61, 62, 63, 5, 6, 7, 8, 9, 10, 11}, {20}};
+  auto batch = PackSequences(prompts, completions, 64);
+  ASSERT_TRUE(batch.ok());
+  at::NoGradGuard no_grad;
+  TokenLogProbs all = ComputeTokenLogProbs(*model, batch->tokens, 0.9, true);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto alone = PackSequences({prompts[i]}, {completions[i]}, 64);
+    ASSERT_TRUE(alone.ok());
+    TokenLogProbs one = ComputeTokenLogProbs(*model, alone->tokens, 0.9, true);
+    const int64_t n = one.logprobs.size(1);
+    ASSERT_LT(n, all.logprobs.size(1) + 1);
+    EXPECT_TRUE(at::allclose(one.logprobs[0], all.logprobs[i].narrow(0, 0, n), 0, 1e-5)) << "sequence " << i;
+    EXPECT_TRUE(at::allclose(one.entropy[0], all.entropy[i].narrow(0, 0, n), 0, 1e-5)) << "sequence " << i;
+    EXPECT_TRUE(at::equal(alone->mask[0], batch->mask[i].narrow(0, 0, n)));
+  }
+}
+
+TEST(ComputeTokenLogProbsTest, GradientsReachParameters) {
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}), 29);
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : model->named_parameters()) {
+    p.requires_grad_(true);
+    params.push_back(p);
+  }
+  auto batch = PackSequences({{4, 9, 13, 22, 31, 40}, {7, 8}}, {{50, 3, 2}, {1, 60, 61, 62, 63, 5}}, 64);
+  ASSERT_TRUE(batch.ok());
+  TokenLogProbs lp = ComputeTokenLogProbs(*model, batch->tokens, 0.7, true);
+  ASSERT_TRUE(lp.logprobs.requires_grad());
+  const at::Tensor objective = (lp.logprobs * batch->mask).sum() + (lp.entropy * batch->mask).sum();
+  std::vector<at::Tensor> grads = torch::autograd::grad({objective}, params, /*grad_outputs=*/{},
+                                                        /*retain_graph=*/false, /*create_graph=*/false,
+                                                        /*allow_unused=*/true);
+  int64_t nonzero = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const std::string& name = model->named_parameters()[i].first;
+    ASSERT_TRUE(grads[i].defined()) << name;
+    EXPECT_TRUE(at::isfinite(grads[i]).all().item<bool>()) << name;
+    // k_proj's bias shifts every score of a query equally: softmax-invariant, ~zero gradient.
+    if (name.find("k_proj.bias") == std::string::npos) {
+      EXPECT_GT(grads[i].abs().max().item<double>(), 0) << name;
+    }
+    if (grads[i].abs().max().item<double>() > 0) ++nonzero;
+  }
+  EXPECT_GE(nonzero, static_cast<int64_t>(grads.size()) - 3);
+  for (at::Tensor& p : params) p.requires_grad_(false);
+}
+
+}  // namespace
+}  // namespace swarr

@@ -1,0 +1,128 @@
+#include "learner/optimizer.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace swarr {
+
+absl::Status ValidateLrSchedule(const LrSchedule& s) {
+  if (!(s.lr > 0) || !std::isfinite(s.lr)) return absl::InvalidArgumentError(absl::StrCat("lr must be > 0, got ", s.lr));
+  if (s.warmup_steps < 0) return absl::InvalidArgumentError("warmup_steps must be >= 0");
+  if (s.total_steps < 0) return absl::InvalidArgumentError("total_steps must be >= 0");
+  if (s.kind != "cosine" && s.kind != "linear" && s.kind != "constant") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown schedule '", s.kind, "' (cosine, linear, constant)"));
+  }
+  if (!(s.min_lr_ratio >= 0 && s.min_lr_ratio <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_lr_ratio must be in [0, 1], got ", s.min_lr_ratio));
+  }
+  return absl::OkStatus();
+}
+
+double ScheduledLr(const LrSchedule& s, int64_t step) {
+  if (step < s.warmup_steps) return s.lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup_steps);
+  if (s.kind == "constant" || s.total_steps <= s.warmup_steps) return s.lr;
+  const double progress = std::min(1.0, static_cast<double>(step - s.warmup_steps) /
+                                            static_cast<double>(s.total_steps - s.warmup_steps));
+  const double floor = s.lr * s.min_lr_ratio;
+  if (s.kind == "linear") return floor + (s.lr - floor) * (1.0 - progress);
+  return floor + (s.lr - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+bool IsNoDecayParameter(const std::string& name, const at::Tensor& param) {
+  (void)name;
+  return param.dim() <= 1;
+}
+
+AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, const AdamWOptions& options)
+    : options_(options) {
+  for (auto& [name, value] : params) {
+    Param p;
+    p.name = name;
+    p.value = value;
+    p.value.requires_grad_(true);
+    p.exp_avg = at::zeros_like(value, at::MemoryFormat::Contiguous);
+    p.exp_avg_sq = at::zeros_like(value, at::MemoryFormat::Contiguous);
+    p.decay = !IsNoDecayParameter(name, value);
+    params_.push_back(std::move(p));
+  }
+}
+
+void AdamW::ZeroGrad() {
+  for (Param& p : params_) {
+    if (p.value.grad().defined()) p.value.mutable_grad() = at::Tensor();
+  }
+}
+
+absl::StatusOr<double> AdamW::Step(double lr) {
+  at::NoGradGuard no_grad;
+  // Global norm in float64, summed in parameter order (deterministic).
+  double sq = 0;
+  for (const Param& p : params_) {
+    if (p.value.grad().defined()) sq += p.value.grad().to(at::kDouble).pow(2).sum().item<double>();
+  }
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) {
+    ZeroGrad();
+    return absl::DataLossError(absl::StrCat("non-finite gradient norm (", norm, "): update skipped"));
+  }
+  const double scale = options_.grad_clip > 0 && norm > options_.grad_clip ? options_.grad_clip / (norm + 1e-6) : 1.0;
+  ++step_;
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  const double bias1 = 1.0 - std::pow(b1, static_cast<double>(step_));
+  const double bias2 = 1.0 - std::pow(b2, static_cast<double>(step_));
+  for (Param& p : params_) {
+    if (!p.value.grad().defined()) continue;
+    at::Tensor g = p.value.grad();
+    if (scale != 1.0) g = g * scale;
+    if (p.decay && options_.weight_decay > 0) p.value.mul_(1.0 - lr * options_.weight_decay);
+    p.exp_avg.mul_(b1).add_(g, 1.0 - b1);
+    p.exp_avg_sq.mul_(b2).addcmul_(g, g, 1.0 - b2);
+    at::Tensor denom = (p.exp_avg_sq / bias2).sqrt_().add_(options_.eps);
+    p.value.addcdiv_(p.exp_avg, denom, -lr / bias1);
+  }
+  ZeroGrad();
+  return norm;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> AdamW::StateTensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const Param& p : params_) {
+    out.push_back({p.name + ".exp_avg", p.exp_avg});
+    out.push_back({p.name + ".exp_avg_sq", p.exp_avg_sq});
+  }
+  return out;
+}
+
+absl::Status AdamW::LoadState(const std::map<std::string, at::Tensor>& state, int64_t step) {
+  // Check everything before changing anything.
+  for (const Param& p : params_) {
+    for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+      auto it = state.find(p.name + suffix);
+      if (it == state.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("optimizer state lacks '", p.name, suffix, "'"));
+      }
+      if (it->second.sizes() != p.value.sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat("optimizer state '", p.name, suffix, "' has shape ",
+                                                       c10::str(it->second.sizes()), ", the parameter is ",
+                                                       c10::str(p.value.sizes())));
+      }
+    }
+  }
+  if (state.size() != 2 * params_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("optimizer state has ", state.size(), " tensors, expected ",
+                                                   2 * params_.size()));
+  }
+  at::NoGradGuard no_grad;
+  for (Param& p : params_) {
+    p.exp_avg.copy_(state.at(p.name + ".exp_avg"));
+    p.exp_avg_sq.copy_(state.at(p.name + ".exp_avg_sq"));
+  }
+  step_ = step;
+  return absl::OkStatus();
+}
+
+}  // namespace swarr

@@ -27,19 +27,6 @@ namespace {
 
 constexpr char kPrefix[] = "step-";
 
-absl::Status MakeDirs(const std::string& path) {
-  std::string partial;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!partial.empty() && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("cannot create ", partial, ": ", std::strerror(errno)));
-      }
-    }
-    if (i < path.size()) partial.push_back(path[i]);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status RemoveTree(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
   if (d != nullptr) {

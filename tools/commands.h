@@ -14,6 +14,7 @@ int RunGenerate(const std::vector<std::string>& args);
 int RunConvert(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunVerify(const std::vector<std::string>& args);
+int RunTrain(const std::vector<std::string>& args);
 
 }  // namespace swarr
 

@@ -23,6 +23,8 @@ constexpr char kUsage[] =
     "            {\"text\": ...} lines -> {\"ids\": [...]} lines (--decode: the reverse)\n"
     "  verify    --input IN.jsonl: {\"prediction\", \"answer\"} lines -> {\"correct\", \"extracted\"} lines,\n"
     "            accuracy on stderr\n"
+    "  train     --config STAGE.yaml --run-dir DIR: one train (SFT) or rl stage; DIR/metrics.jsonl,\n"
+    "            DIR/checkpoints/ (resumes from the newest), DIR/final/\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
     "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     if (command == "convert") return swarr::RunConvert(args);
     if (command == "tokenize") return swarr::RunTokenize(args);
     if (command == "verify") return swarr::RunVerify(args);
+    if (command == "train") return swarr::RunTrain(args);
   } catch (const std::exception& e) {
     std::cerr << "swarr: internal error: " << e.what() << "\n";
     return 1;

@@ -1,6 +1,7 @@
 #include "common/util/file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -63,6 +64,19 @@ absl::Status WriteFileAtomically(const std::string& path,
     int err = errno;
     ::unlink(tmp.c_str());
     return ErrnoStatus("cannot rename onto", path, err);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!partial.empty() && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+        return ErrnoStatus("cannot create directory", partial, errno);
+      }
+    }
+    if (i < path.size()) partial.push_back(path[i]);
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path,
                                  const std::vector<std::string_view>& pieces);
 
+// Creates `path` and any missing parents (like mkdir -p). OK if it already exists.
+absl::Status MakeDirs(const std::string& path);
+
 }  // namespace swarr
 
 #endif  // SWARR_COMMON_UTIL_FILE_H_

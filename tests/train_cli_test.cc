@@ -1,0 +1,105 @@
+// `swarr train` as a user runs it: real processes, real run directories.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
+const std::string kSource = SWARR_SOURCE_DIR;
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/swarr_train_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int RunSwarr(const std::string& args, std::string* err) {
+  const std::string e = TempDir() + "/err";
+  int raw = std::system((kSwarr + " " + args + " >/dev/null 2>" + e).c_str());
+  *err = Slurp(e);
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+}
+
+// A small SFT stage on the synthetic task with `max_steps`.
+std::string SftConfig(const std::string& dir, int max_steps) {
+  const std::string path = dir + "/stage_" + std::to_string(max_steps) + ".yaml";
+  std::ofstream(path) << "name: sft\nseed: 3\ntrain:\n  micro_batch_tokens: 256\n  grad_accum_steps: 2\n"
+                         "model:\n  path: " << kSource << "/configs/models/tiny\n"
+                      << "data:\n  format: synthetic\n  synthetic_task: sum_digits\n  synthetic_size: 500\n"
+                         "  seed: 4\noptimizer:\n  lr: 3.0e-3\n  warmup_steps: 2\n  schedule: constant\n"
+                         "  weight_decay: 0.01\nstop:\n  max_steps: 12\n"
+                         "checkpoint:\n  every_steps: 3\n  keep_last: 2\n";
+  // Only the stop rule differs between runs (a constant schedule does not depend on it).
+  std::string text = Slurp(path);
+  text.replace(text.find("max_steps: 12"), 13, "max_steps: " + std::to_string(max_steps));
+  std::ofstream(path, std::ios::trunc) << text;
+  return path;
+}
+
+std::vector<nlohmann::json> Metrics(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(Slurp(run_dir + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+TEST(TrainCliTest, SftResumesExactlyInANewProcess) {
+  const std::string dir = TempDir();
+  std::string err;
+  // Straight: 12 steps.
+  ASSERT_EQ(RunSwarr("train --config " + SftConfig(dir, 12) + " --run-dir " + dir + "/a", &err), 0) << err;
+  // 6 steps, then a new process continues the same run directory to 12.
+  ASSERT_EQ(RunSwarr("train --config " + SftConfig(dir, 6) + " --run-dir " + dir + "/b", &err), 0) << err;
+  ASSERT_EQ(RunSwarr("train --config " + SftConfig(dir, 12) + " --run-dir " + dir + "/b", &err), 0) << err;
+  EXPECT_THAT(err, HasSubstr("resuming"));
+  auto a = Metrics(dir + "/a"), b = Metrics(dir + "/b");
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["step"], a[i]["step"]);
+    for (const char* key : {"loss", "lr", "tokens", "grad_norm"}) {
+      EXPECT_EQ(b[i][key], a[i][key]) << key << " at step " << a[i]["step"];
+    }
+  }
+  EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
+  // Checkpoints: the newest two, and the final HF directory.
+  EXPECT_FALSE(Slurp(dir + "/a/checkpoints/step-000000012/trainer_state.json").empty());
+  EXPECT_FALSE(Slurp(dir + "/a/checkpoints/step-000000009/trainer_state.json").empty());
+  EXPECT_TRUE(Slurp(dir + "/a/checkpoints/step-000000006/trainer_state.json").empty());
+  EXPECT_THAT(Slurp(dir + "/a/final/config.json"), HasSubstr("qwen2"));
+}
+
+TEST(TrainCliTest, BadConfigsAreOneLineErrors) {
+  const std::string dir = TempDir();
+  std::string err;
+  std::ofstream(dir + "/typo.yaml") << "name: x\ntrain:\n  micro_batch_tokens: lots\n";
+  EXPECT_EQ(RunSwarr("train --config " + dir + "/typo.yaml --run-dir " + dir + "/r", &err), 2);
+  EXPECT_THAT(err, HasSubstr("train.micro_batch_tokens: expected integer"));
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(RunSwarr("train --config " + dir + "/missing.yaml --run-dir " + dir + "/r", &err), 2);
+  EXPECT_THAT(err, HasSubstr("missing.yaml"));
+  EXPECT_EQ(RunSwarr("train --run-dir " + dir + "/r", &err), 2);
+  EXPECT_THAT(err, HasSubstr("--config"));
+}
+
+}  // namespace
+}  // namespace swarr

@@ -88,6 +88,30 @@ TEST(TrainCliTest, SftResumesExactlyInANewProcess) {
   EXPECT_THAT(Slurp(dir + "/a/final/config.json"), HasSubstr("qwen2"));
 }
 
+TEST(TrainCliTest, RlStageAfterSft) {
+  const std::string dir = TempDir();
+  std::string err;
+  ASSERT_EQ(RunSwarr("train --config " + SftConfig(dir, 12) + " --run-dir " + dir + "/sft", &err), 0) << err;
+  std::ofstream(dir + "/rl.yaml") << "name: rl\nseed: 1\nrl:\n  prompts_per_step: 8\n  samples_per_prompt: 4\n"
+                                     "  max_new_tokens: 4\n  reward: exact\n  dynamic_sampling: false\n"
+                                     "model:\n  path: " << dir << "/sft/final\n  attention:\n    window: 4\n"
+                                  << "data:\n  format: synthetic\n  synthetic_task: sum_digits\n"
+                                     "optimizer:\n  lr: 1.0e-4\nstop:\n  max_steps: 3\n";
+  ASSERT_EQ(RunSwarr("train --config " + dir + "/rl.yaml --run-dir " + dir + "/rl", &err), 0) << err;
+  auto m = Metrics(dir + "/rl");
+  ASSERT_EQ(m.size(), 3u);
+  for (const auto& line : m) {
+    for (const char* key : {"step", "loss", "lr", "tokens", "reward_mean", "kl", "clip_frac", "entropy"}) {
+      EXPECT_TRUE(line.contains(key)) << key;
+    }
+    EXPECT_GE(line["reward_mean"].get<double>(), 0.0);
+    EXPECT_LE(line["reward_mean"].get<double>(), 1.0);
+  }
+  EXPECT_EQ(m.back()["policy_version"], 3);
+  // The RL stage's model keeps its sliding window in the written config.
+  EXPECT_THAT(Slurp(dir + "/rl/final/config.json"), HasSubstr("sliding_attention"));
+}
+
 TEST(TrainCliTest, BadConfigsAreOneLineErrors) {
   const std::string dir = TempDir();
   std::string err;

@@ -1,11 +1,207 @@
-// The `rl` stage of `swarr train` (placeholder until the RL trainer lands).
-#include "absl/status/status.h"
+// The `rl` stage of `swarr train`: generate with the current policy in-process (RlDriver),
+// reward, and update with the RL trainer.
+#include <chrono>
+#include <iostream>
+#include <random>
+
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/math/datasets.h"
+#include "common/math/synthetic.h"
+#include "common/math/verifier.h"
+#include "common/tokenizer/chat_template.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/util/status_macros.h"
+#include "learner/checkpoint.h"
+#include "learner/rl_driver.h"
+#include "learner/rl_trainer.h"
+#include "nlohmann/json.hpp"
 #include "proto/swarr/v1/config.pb.h"
+#include "tools/train_common.h"
 
 namespace swarr {
+namespace {
 
-absl::Status RunRlStage(const v1::Stage&, const std::string&, const std::string&, const std::string&) {
-  return absl::UnimplementedError("rl stages are not wired into swarr train yet");
+// Prompts and a completion decoder for the stage's data.
+struct RlData {
+  std::vector<RlPrompt> prompts;  // empty for synthetic tasks (generated on the fly)
+  std::string synthetic_task;
+  std::unique_ptr<Tokenizer> tokenizer;  // null: the synthetic character vocabulary
+  std::string Decode(const std::vector<int64_t>& ids) const {
+    if (!tokenizer) return CharVocab::Decode(ids);
+    auto text = tokenizer->Decode(ids);
+    return text.ok() ? *text : std::string();
+  }
+};
+
+absl::StatusOr<RlData> BuildRlData(const v1::DataSpec& data, const Model& model, const std::string& model_dir) {
+  RlData out;
+  if (data.format() == "synthetic") {
+    SWARR_RETURN_IF_ERROR(ValidateSyntheticTask(data.synthetic_task()));
+    if (model.config().vocab_size < CharVocab::kSize) {
+      return absl::InvalidArgumentError(absl::StrCat("data.synthetic_task needs vocab_size >= ", CharVocab::kSize));
+    }
+    out.synthetic_task = data.synthetic_task();
+    return out;
+  }
+  std::string tok_path = data.tokenizer().empty() ? model_dir + "/tokenizer.json" : data.tokenizer();
+  auto tokenizer = Tokenizer::FromFile(tok_path);
+  if (!tokenizer.ok()) return absl::InvalidArgumentError(absl::StrCat("data.tokenizer: ", tokenizer.status().message()));
+  out.tokenizer = std::move(*tokenizer);
+  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
+  ChatTemplateOptions chat;
+  if (!data.system_prompt().empty()) chat.system_prompt = data.system_prompt();
+  if (templ != "none") {
+    SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
+  }
+  DatasetSpec spec;
+  SWARR_ASSIGN_OR_RETURN(spec.format, ParseDatasetFormat(data.format()));
+  spec.path = data.path();
+  if (!data.question_field().empty()) spec.question_field = data.question_field();
+  if (!data.answer_field().empty()) spec.answer_field = data.answer_field();
+  SWARR_ASSIGN_OR_RETURN(auto reader, DatasetReader::Open(spec));
+  SWARR_ASSIGN_OR_RETURN(auto problems, reader->ReadAll());
+  for (const MathProblem& p : problems) {
+    RlPrompt prompt;
+    prompt.group = p.id;
+    prompt.answer = p.answer;
+    SWARR_ASSIGN_OR_RETURN(prompt.ids, out.tokenizer->Encode(templ == "none" ? p.question : MathPrompt(p.question, chat)));
+    out.prompts.push_back(std::move(prompt));
+  }
+  if (out.prompts.empty()) return absl::InvalidArgumentError(absl::StrCat("data.path: no problems in ", data.path()));
+  return out;
+}
+
+}  // namespace
+
+absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, const std::string& ckpt_dir,
+                        const std::string& resume) {
+  const v1::RlConfig& cfg = stage.rl();
+  SWARR_ASSIGN_OR_RETURN(auto policy, LoadStageModel(stage.model(), stage.seed(), resume));
+  std::unique_ptr<Model> reference;
+  if (cfg.kl_coef() > 0) {
+    SWARR_ASSIGN_OR_RETURN(reference, LoadStageModel(stage.model(), stage.seed(), ""));
+  }
+  SWARR_ASSIGN_OR_RETURN(RlData data, BuildRlData(stage.data(), *policy, stage.model().path()));
+  const double temperature = cfg.has_temperature() ? cfg.temperature() : 1.0;
+
+  RlOptions opts;
+  opts.loss.clip_low = cfg.clip_low() > 0 ? cfg.clip_low() : 0.2;
+  opts.loss.clip_high = cfg.clip_high() > 0 ? cfg.clip_high() : opts.loss.clip_low;
+  opts.loss.aggregation =
+      cfg.loss_aggregation() == "sequence_mean" ? LossAggregation::kSequenceMean : LossAggregation::kTokenMean;
+  opts.loss.kl_coef = cfg.kl_coef();
+  opts.loss.max_importance_weight = cfg.max_importance_weight();
+  opts.advantages.divide_by_std = cfg.std_normalize_advantages();
+  opts.temperature = temperature > 0 ? temperature : 1.0;
+  opts.epochs = std::max<int64_t>(1, cfg.epochs());
+  opts.minibatches = std::max<int64_t>(1, cfg.minibatches());
+  opts.dynamic_sampling = cfg.dynamic_sampling();
+  opts.max_staleness = cfg.max_staleness();
+  opts.schedule = ScheduleFromConfig(stage.optimizer(), stage.stop().max_steps() * opts.epochs * opts.minibatches);
+  opts.adam = AdamFromConfig(stage.optimizer());
+  SWARR_ASSIGN_OR_RETURN(auto trainer, RlTrainer::Create(policy.get(), reference.get(), opts));
+  if (!resume.empty()) {
+    SWARR_RETURN_IF_ERROR(trainer->Restore(resume));
+    std::cerr << "swarr: resuming " << stage.name() << " from " << resume << " (policy version "
+              << trainer->policy_version() << ")\n";
+  }
+
+  RlDriverOptions dopts;
+  dopts.prompts_per_step = cfg.prompts_per_step();
+  dopts.samples_per_prompt = cfg.samples_per_prompt();
+  dopts.max_new_tokens = cfg.max_new_tokens() > 0 ? cfg.max_new_tokens() : 64;
+  dopts.sampling.temperature = opts.temperature;
+  dopts.sampling.top_p = cfg.top_p() > 0 ? cfg.top_p() : 1.0;
+  dopts.sampling.top_k = cfg.top_k();
+  dopts.stop_token_ids = data.tokenizer ? policy->config().eos_token_ids : std::vector<int64_t>{CharVocab::kEos};
+  dopts.max_batch = std::min<int64_t>(64, dopts.prompts_per_step * dopts.samples_per_prompt);
+  // A resumed run draws new prompts (the driver's stream is not checkpointed).
+  dopts.seed = stage.seed() * 1000003 + stage.data().seed() + static_cast<uint64_t>(trainer->state().step);
+
+  const RlData* d = &data;
+  PromptSource prompts = [d](std::mt19937_64& rng) {
+    if (!d->synthetic_task.empty()) {
+      SyntheticProblem p = MakeSyntheticProblem(d->synthetic_task, rng);
+      RlPrompt prompt;
+      prompt.group = p.prompt;
+      prompt.answer = p.answer;
+      prompt.ids = *CharVocab::Encode(p.prompt);
+      return prompt;
+    }
+    return d->prompts[rng() % d->prompts.size()];
+  };
+  const bool exact = cfg.reward() == "exact";
+  RewardFn reward = [d, exact](const RlPrompt& prompt, const std::vector<int64_t>& completion) {
+    const std::string text = d->Decode(completion);
+    if (exact) return text == prompt.answer ? 1.0 : 0.0;
+    return Verify(text, prompt.answer).correct ? 1.0 : 0.0;
+  };
+  RlDriver driver(policy.get(), trainer.get(), prompts, reward, dopts);
+
+  SWARR_ASSIGN_OR_RETURN(auto log, MetricsLog::Open(run_dir + "/metrics.jsonl", trainer->state().step));
+  const v1::StopRule& stop = stage.stop();
+  const auto start = std::chrono::steady_clock::now();
+  Progress progress(stage.name().empty() ? "rl" : stage.name());
+  int64_t last_saved = trainer->state().step, tokens_total = 0;
+  std::string reason;
+  auto save = [&]() -> absl::Status {
+    SWARR_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint(ckpt_dir, *policy, trainer->optimizer(), trainer->state(),
+                                                           stage.checkpoint().keep_last()));
+    (void)dir;
+    last_saved = trainer->state().step;
+    return absl::OkStatus();
+  };
+  while (true) {
+    const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
+    if (stop.max_steps() > 0 && trainer->state().step >= stop.max_steps() * opts.epochs * opts.minibatches) {
+      reason = "max_steps";
+    } else if (stop.max_tokens() > 0 && tokens_total >= stop.max_tokens()) {
+      reason = "max_tokens";
+    } else if (stop.max_minutes() > 0 && minutes >= stop.max_minutes()) {
+      reason = "max_minutes";
+    }
+    if (!reason.empty()) break;
+    SWARR_ASSIGN_OR_RETURN(RlStepMetrics m, driver.Step());
+    tokens_total += m.tokens;
+    for (const std::string& why : m.skip_reasons) std::cerr << "\nswarr: skipped " << why << "\n";
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log->Write(nlohmann::json({{"step", m.step},
+                               {"policy_version", m.policy_version},
+                               {"loss", m.loss},
+                               {"lr", m.lr},
+                               {"tokens", m.tokens},
+                               {"reward_mean", m.reward_mean},
+                               {"reward_std", m.reward_std},
+                               {"kl", m.kl},
+                               {"clip_frac", m.clip_frac},
+                               {"entropy", m.entropy},
+                               {"grad_norm", m.grad_norm},
+                               {"importance_weight_mean", m.importance_weight_mean},
+                               {"updates", m.updates},
+                               {"groups_used", m.groups_used},
+                               {"groups_dropped_uniform", m.groups_dropped_uniform},
+                               {"trajectories_invalid", m.trajectories_invalid},
+                               {"seconds", secs}})
+                   .dump());
+    progress.Update(absl::StrCat("step ", m.step, "  reward ", absl::StrFormat("%.3f", m.reward_mean), "  kl ",
+                                 absl::StrFormat("%.4f", m.kl), "  clip ", absl::StrFormat("%.3f", m.clip_frac)));
+    if (stage.checkpoint().every_steps() > 0 && m.step % stage.checkpoint().every_steps() == 0 && m.updates > 0) {
+      SWARR_RETURN_IF_ERROR(save());
+    }
+    if (stop.target_reward() > 0 && m.reward_mean >= stop.target_reward()) {
+      reason = "target_reward";
+      break;
+    }
+  }
+  progress.Done();
+  if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+  SWARR_RETURN_IF_ERROR(policy->Save(run_dir + "/final"));
+  std::cerr << "swarr: " << stage.name() << " stopped by " << reason << " at policy version "
+            << trainer->policy_version() << "; model in " << run_dir << "/final\n";
+  return absl::OkStatus();
 }
 
 }  // namespace swarr

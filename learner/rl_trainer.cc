@@ -1,0 +1,323 @@
+#include "learner/rl_trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <unordered_set>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/status_macros.h"
+#include "common/util/torch_status.h"
+#include "learner/logprobs.h"
+
+namespace swarr {
+namespace {
+
+// Why `t` cannot be trained on, or "" if it can (duplicates are checked by the caller).
+std::string InvalidReason(const Trajectory& t, int64_t vocab, int64_t max_seq_len, int64_t version) {
+  if (t.id.empty()) return "empty id";
+  if (!std::isfinite(t.reward)) return absl::StrCat("non-finite reward ", t.reward);
+  if (t.prompt.empty()) return "empty prompt";
+  if (t.completion.empty()) return "empty completion";
+  for (const auto* part : {&t.prompt, &t.completion}) {
+    for (size_t j = 0; j < part->size(); ++j) {
+      const int64_t id = (*part)[j];
+      if (id < 0 || id >= vocab) {
+        return absl::StrCat(part == &t.prompt ? "prompt" : "completion", " token ", j, " has id ", id,
+                            ", outside the vocabulary [0, ", vocab, ")");
+      }
+    }
+  }
+  if (t.behaviour_logprobs.size() != t.completion.size()) {
+    return absl::StrCat(t.behaviour_logprobs.size(), " behaviour log-probs for ", t.completion.size(),
+                        " completion tokens");
+  }
+  for (size_t j = 0; j < t.behaviour_logprobs.size(); ++j) {
+    if (!std::isfinite(t.behaviour_logprobs[j])) {
+      return absl::StrCat("behaviour log-prob ", j, " is not finite (", t.behaviour_logprobs[j], ")");
+    }
+  }
+  const int64_t len = static_cast<int64_t>(t.prompt.size() + t.completion.size());
+  if (max_seq_len > 0 && len > max_seq_len) {
+    return absl::StrCat(len, " tokens, longer than max_seq_len ", max_seq_len);
+  }
+  if (t.policy_version > version) {
+    return absl::StrCat("policy_version ", t.policy_version, " is ahead of the trainer's ", version);
+  }
+  return "";
+}
+
+// One minibatch, packed, with its no-grad log-probs from before the first update.
+struct Minibatch {
+  at::Tensor tokens;     // [N, L] int64, CPU
+  at::Tensor mask;       // [N, L-1] on the policy's device, in the log-prob dtype
+  at::Tensor behaviour;  // [N, L-1] behaviour log-probs at the mask positions, 0 elsewhere
+  at::Tensor advantages; // [N]
+  at::Tensor old, ref;   // [N, L-1]; ref undefined without a reference
+};
+
+}  // namespace
+
+RlTrainer::RlTrainer(Model* policy, const Model* reference, const RlOptions& options)
+    : policy_(policy), reference_(reference), options_(options) {
+  optimizer_ = std::make_unique<AdamW>(policy->named_parameters(), options.adam);
+}
+
+absl::StatusOr<std::unique_ptr<RlTrainer>> RlTrainer::Create(Model* policy, const Model* reference,
+                                                             const RlOptions& options) {
+  if (policy == nullptr) return absl::InvalidArgumentError("policy is null");
+  const PolicyLossOptions& l = options.loss;
+  if (!(l.clip_low >= 0 && l.clip_low < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("loss.clip_low must be in [0, 1), got ", l.clip_low));
+  }
+  if (!(l.clip_high >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("loss.clip_high must be >= 0, got ", l.clip_high));
+  }
+  if (!(l.kl_coef >= 0)) return absl::InvalidArgumentError(absl::StrCat("loss.kl_coef must be >= 0, got ", l.kl_coef));
+  if (!(l.entropy_coef >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("loss.entropy_coef must be >= 0, got ", l.entropy_coef));
+  }
+  if (!(l.max_importance_weight >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss.max_importance_weight must be >= 0, got ", l.max_importance_weight));
+  }
+  if (l.kl_coef > 0 && reference == nullptr) {
+    return absl::InvalidArgumentError("loss.kl_coef > 0 needs a reference model, got null");
+  }
+  if (reference != nullptr && reference->config().vocab_size != policy->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("reference vocab_size ", reference->config().vocab_size,
+                                                   " differs from the policy's ", policy->config().vocab_size));
+  }
+  if (options.advantages.divide_by_std && !(options.advantages.eps > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("advantages.eps must be > 0 with divide_by_std, got ", options.advantages.eps));
+  }
+  if (!(options.temperature > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature must be > 0, got ", options.temperature));
+  }
+  if (options.epochs < 1) return absl::InvalidArgumentError(absl::StrCat("epochs must be >= 1, got ", options.epochs));
+  if (options.minibatches < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("minibatches must be >= 1, got ", options.minibatches));
+  }
+  if (options.max_seq_len < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_seq_len must be >= 0, got ", options.max_seq_len));
+  }
+  SWARR_RETURN_IF_ERROR(ValidateLrSchedule(options.schedule));
+  return std::unique_ptr<RlTrainer>(new RlTrainer(policy, reference, options));
+}
+
+absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
+  if (batch.empty()) return absl::FailedPreconditionError("RL batch is empty: collect trajectories first");
+  RlStepMetrics m;
+  auto finish = [&]() -> RlStepMetrics {
+    m.step = step_;
+    m.policy_version = policy_version_;
+    return std::move(m);
+  };
+  const int64_t vocab = policy_->config().vocab_size;
+
+  // 1. Validation.
+  std::unordered_set<std::string> seen;
+  std::vector<const Trajectory*> valid;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Trajectory& t = batch[i];
+    std::string why = seen.insert(t.id).second || t.id.empty()
+                          ? InvalidReason(t, vocab, options_.max_seq_len, policy_version_)
+                          : "duplicate id";
+    if (!why.empty()) {
+      ++m.trajectories_invalid;
+      m.skip_reasons.push_back(absl::StrCat("trajectory ", i, " (", t.id, "): ", why));
+      continue;
+    }
+    valid.push_back(&t);
+  }
+  if (!valid.empty()) {
+    double sum = 0, sq = 0;
+    for (const Trajectory* t : valid) sum += t->reward;
+    m.reward_mean = sum / static_cast<double>(valid.size());
+    for (const Trajectory* t : valid) sq += (t->reward - m.reward_mean) * (t->reward - m.reward_mean);
+    m.reward_std = std::sqrt(sq / static_cast<double>(valid.size()));
+  }
+
+  // 2. Staleness.
+  std::vector<const Trajectory*> fresh;
+  for (const Trajectory* t : valid) {
+    if (options_.max_staleness >= 0 && t->policy_version < policy_version_ - options_.max_staleness) {
+      ++m.trajectories_dropped_stale;
+    } else {
+      fresh.push_back(t);
+    }
+  }
+  if (fresh.empty()) return finish();
+
+  // 3. Groups (in order of first appearance) and their advantages.
+  std::map<std::string, int64_t> group_index;
+  std::vector<int64_t> gid(fresh.size());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    gid[i] = group_index.emplace(fresh[i]->group, static_cast<int64_t>(group_index.size())).first->second;
+  }
+  const int64_t num_groups = static_cast<int64_t>(group_index.size());
+  std::vector<double> rewards(fresh.size());
+  for (size_t i = 0; i < fresh.size(); ++i) rewards[i] = fresh[i]->reward;
+  std::vector<double> adv(fresh.size());
+  SWARR_RETURN_IF_ERROR(CatchTorch("RL advantages", [&]() -> absl::Status {
+    const int64_t n = static_cast<int64_t>(fresh.size());
+    at::Tensor r = at::from_blob(rewards.data(), {n}, at::kDouble).clone();
+    at::Tensor g = at::from_blob(gid.data(), {n}, at::kLong).clone();
+    SWARR_ASSIGN_OR_RETURN(at::Tensor a, GroupAdvantages(r, g, options_.advantages));
+    a = a.contiguous();
+    std::copy(a.data_ptr<double>(), a.data_ptr<double>() + n, adv.begin());
+    return absl::OkStatus();
+  }));
+
+  // 4. Dynamic sampling: a group whose rewards are all equal (a group of one included) has
+  // zero advantage everywhere and only adds noise to the token mean.
+  std::vector<double> gmin(num_groups, INFINITY), gmax(num_groups, -INFINITY);
+  std::vector<int64_t> gsize(num_groups, 0);
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    gmin[gid[i]] = std::min(gmin[gid[i]], rewards[i]);
+    gmax[gid[i]] = std::max(gmax[gid[i]], rewards[i]);
+    ++gsize[gid[i]];
+  }
+  std::vector<std::vector<size_t>> members(num_groups);  // kept trajectories per group
+  std::vector<int64_t> kept_groups;
+  for (int64_t g = 0; g < num_groups; ++g) {
+    if (options_.dynamic_sampling && gmin[g] == gmax[g]) {
+      ++m.groups_dropped_uniform;
+      m.trajectories_dropped_uniform += gsize[g];
+    } else {
+      kept_groups.push_back(g);
+    }
+  }
+  for (size_t i = 0; i < fresh.size(); ++i) members[gid[i]].push_back(i);
+  m.groups_used = static_cast<int64_t>(kept_groups.size());
+  if (kept_groups.empty()) return finish();
+
+  // 5. Minibatches and their old / reference log-probs, before any update.
+  const int64_t chunks = std::min<int64_t>(options_.minibatches, m.groups_used);
+  std::vector<Minibatch> minibatches(chunks);
+  double entropy_sum = 0, weight_sum = 0;
+  absl::Status st = CatchTorch("RL old log-probs", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    for (int64_t c = 0; c < chunks; ++c) {
+      std::vector<std::vector<int64_t>> prompts, completions;
+      std::vector<const Trajectory*> rows;
+      std::vector<double> row_adv;
+      for (int64_t k = c * m.groups_used / chunks; k < (c + 1) * m.groups_used / chunks; ++k) {
+        for (size_t i : members[kept_groups[k]]) {
+          rows.push_back(fresh[i]);
+          prompts.push_back(fresh[i]->prompt);
+          completions.push_back(fresh[i]->completion);
+          row_adv.push_back(adv[i]);
+        }
+      }
+      SWARR_ASSIGN_OR_RETURN(SequenceBatch packed, PackSequences(prompts, completions, vocab));
+      Minibatch& mb = minibatches[c];
+      mb.tokens = packed.tokens;
+      TokenLogProbs old = ComputeTokenLogProbs(*policy_, mb.tokens, options_.temperature, /*with_entropy=*/true);
+      mb.old = old.logprobs.detach();
+      const auto opts = mb.old.options();
+      mb.mask = packed.mask.to(opts);
+      at::Tensor beh = at::zeros_like(packed.mask);  // float32, CPU
+      auto acc = beh.accessor<float, 2>();
+      for (size_t r = 0; r < rows.size(); ++r) {
+        const int64_t start = static_cast<int64_t>(rows[r]->prompt.size()) - 1;
+        for (size_t j = 0; j < rows[r]->behaviour_logprobs.size(); ++j) {
+          acc[r][start + static_cast<int64_t>(j)] = rows[r]->behaviour_logprobs[j];
+        }
+        m.tokens += static_cast<int64_t>(rows[r]->completion.size());
+      }
+      mb.behaviour = beh.to(opts);
+      mb.advantages = at::tensor(row_adv, at::kDouble).to(opts);
+      if (reference_ != nullptr) {
+        mb.ref = ComputeTokenLogProbs(*reference_, mb.tokens, options_.temperature, false).logprobs.to(opts);
+      }
+      entropy_sum += (old.entropy * mb.mask).sum().item<double>();
+      weight_sum += (at::exp(at::where(mb.mask.gt(0), mb.old - mb.behaviour, at::zeros_like(mb.old))) * mb.mask)
+                        .sum()
+                        .item<double>();
+      m.trajectories_used += static_cast<int64_t>(rows.size());
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  m.entropy = entropy_sum / static_cast<double>(m.tokens);
+  m.importance_weight_mean = weight_sum / static_cast<double>(m.tokens);
+
+  // 6. PPO-clip updates.
+  double loss_sum = 0, kl_sum = 0, clip_sum = 0, norm_sum = 0;
+  const bool with_entropy = options_.loss.entropy_coef > 0;
+  for (int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
+    for (const Minibatch& mb : minibatches) {
+      const double lr = ScheduledLr(options_.schedule, step_);
+      PolicyLossOutput out;
+      double loss = 0;
+      st = CatchTorch("RL update", [&]() -> absl::Status {
+        TokenLogProbs lp = ComputeTokenLogProbs(*policy_, mb.tokens, options_.temperature, with_entropy);
+        PolicyLossInputs in;
+        in.logprobs = lp.logprobs;
+        in.old_logprobs = mb.old;
+        in.behaviour_logprobs = mb.behaviour;
+        in.ref_logprobs = mb.ref;
+        in.entropy = lp.entropy;
+        in.advantages = mb.advantages;
+        in.mask = mb.mask;
+        SWARR_ASSIGN_OR_RETURN(out, PolicyLoss(in, options_.loss));
+        loss = out.loss.item<double>();
+        if (std::isfinite(loss)) out.loss.backward();
+        return absl::OkStatus();
+      });
+      if (!st.ok()) {
+        optimizer_->ZeroGrad();
+        return st;
+      }
+      if (!std::isfinite(loss)) {
+        optimizer_->ZeroGrad();
+        ++m.updates_skipped;
+        continue;
+      }
+      absl::StatusOr<double> norm = optimizer_->Step(lr);
+      if (absl::IsDataLoss(norm.status())) {
+        ++m.updates_skipped;
+        continue;
+      }
+      if (!norm.ok()) return norm.status();
+      ++step_;
+      ++m.updates;
+      m.lr = lr;
+      loss_sum += loss;
+      kl_sum += out.kl;
+      clip_sum += out.clip_frac;
+      norm_sum += *norm;
+    }
+  }
+  if (m.updates > 0) {
+    const double u = static_cast<double>(m.updates);
+    m.loss = loss_sum / u;
+    m.kl = kl_sum / u;
+    m.clip_frac = clip_sum / u;
+    m.grad_norm = norm_sum / u;
+    ++policy_version_;  // 7.
+  }
+  return finish();
+}
+
+TrainerState RlTrainer::state() const {
+  TrainerState s;
+  s.step = step_;
+  s.policy_version = policy_version_;
+  return s;
+}
+
+absl::Status RlTrainer::Restore(const std::string& checkpoint_dir) {
+  SWARR_ASSIGN_OR_RETURN(TrainerState s, LoadTrainerState(checkpoint_dir, optimizer_.get()));
+  step_ = s.step;
+  policy_version_ = s.policy_version;
+  return absl::OkStatus();
+}
+
+}  // namespace swarr

@@ -1,0 +1,389 @@
+#include "learner/rl_trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/model/generator.h"
+#include "common/testing/test_models.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/logprobs.h"
+
+namespace swarr {
+namespace {
+
+using ::testing::HasSubstr;
+
+ModelConfig Config() { return TinyConfig({0, 4}, 0, /*vocab=*/32); }
+
+RlOptions Options() {
+  RlOptions o;
+  o.schedule.lr = 1e-2;
+  o.schedule.kind = "constant";
+  o.adam.grad_clip = 1.0;
+  return o;
+}
+
+// The model's own log-probs of `completion` after `prompt` (what a rollout would report).
+std::vector<float> OwnLogProbs(const Model& model, const std::vector<int64_t>& prompt,
+                               const std::vector<int64_t>& completion, double temperature = 1.0) {
+  at::NoGradGuard no_grad;
+  auto packed = PackSequences({prompt}, {completion}, model.config().vocab_size);
+  at::Tensor lp = ComputeTokenLogProbs(model, packed->tokens, temperature, false).logprobs.to(at::kFloat);
+  std::vector<float> out;
+  for (size_t j = 0; j < completion.size(); ++j) out.push_back(lp[0][prompt.size() - 1 + j].item<float>());
+  return out;
+}
+
+Trajectory Make(const Model& model, const std::string& id, const std::string& group, std::vector<int64_t> prompt,
+                std::vector<int64_t> completion, double reward, int64_t version) {
+  Trajectory t;
+  t.id = id;
+  t.group = group;
+  t.behaviour_logprobs = OwnLogProbs(model, prompt, completion);
+  t.prompt = std::move(prompt);
+  t.completion = std::move(completion);
+  t.reward = reward;
+  t.policy_version = version;
+  return t;
+}
+
+// A group of 8 for prompt {5, 6, 7}: completions starting with token 9 get reward 1.
+std::vector<Trajectory> RewardNineBatch(const Model& model, int64_t version, const std::string& tag = "") {
+  std::vector<Trajectory> batch;
+  for (int i = 0; i < 8; ++i) {
+    const int64_t first = i % 2 == 0 ? 9 : 10 + i;
+    batch.push_back(Make(model, absl::StrCat(tag, "t", i), tag + "g", {5, 6, 7}, {first, 20 + i}, i % 2 == 0 ? 1 : 0,
+                         version));
+  }
+  return batch;
+}
+
+double ProbOfNextToken(const Model& model, const std::vector<int64_t>& prompt, int64_t token) {
+  at::NoGradGuard no_grad;
+  at::Tensor logits = model.Logits(at::tensor(prompt, at::kLong).view({1, -1}));
+  return at::softmax(logits[0][-1].to(at::kDouble), -1)[token].item<double>();
+}
+
+TEST(RlTrainerTest, RaisesProbabilityOfRewardedToken) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto trainer = RlTrainer::Create(model.get(), nullptr, Options());
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  const double before = ProbOfNextToken(*model, {5, 6, 7}, 9);
+  double prev = before;
+  for (int s = 0; s < 10; ++s) {
+    auto m = (*trainer)->Step(RewardNineBatch(*model, (*trainer)->policy_version()));
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->updates, 1);
+    EXPECT_EQ(m->step, s + 1);
+    EXPECT_EQ(m->policy_version, s + 1);
+    EXPECT_EQ(m->trajectories_used, 8);
+    EXPECT_EQ(m->groups_used, 1);
+    EXPECT_EQ(m->tokens, 16);
+    EXPECT_DOUBLE_EQ(m->reward_mean, 0.5);
+    EXPECT_DOUBLE_EQ(m->reward_std, 0.5);
+    EXPECT_TRUE(std::isfinite(m->loss));
+    EXPECT_GT(m->grad_norm, 0);
+    EXPECT_DOUBLE_EQ(m->lr, 1e-2);
+    const double p = ProbOfNextToken(*model, {5, 6, 7}, 9);
+    EXPECT_GT(p, prev) << "step " << s;
+    prev = p;
+  }
+  const double after = ProbOfNextToken(*model, {5, 6, 7}, 9);
+  std::printf("P(9 | prompt): %.4f -> %.4f\n", before, after);
+  EXPECT_LT(before, 0.1);
+  EXPECT_GT(after, 0.3);
+  EXPECT_EQ((*trainer)->policy_version(), 10);
+  EXPECT_EQ((*trainer)->optimizer().step(), 10);
+}
+
+TEST(RlTrainerTest, EpochsAndMinibatchesAreOptimizerSteps) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.epochs = 2;
+  o.minibatches = 3;
+  auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+  std::vector<Trajectory> batch;
+  for (const std::string tag : {"a", "b", "c", "d"}) {
+    for (Trajectory& t : RewardNineBatch(*model, 0, tag)) batch.push_back(std::move(t));
+  }
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->updates, 6);  // 2 epochs x 3 minibatches of 4 groups
+  EXPECT_EQ(m->step, 6);
+  EXPECT_EQ(m->policy_version, 1);
+  batch.resize(16);  // 2 groups: only 2 minibatches per epoch
+  for (Trajectory& t : batch) t.policy_version = 1;
+  m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->updates, 4);
+  EXPECT_EQ(m->step, 10);
+  EXPECT_EQ(m->policy_version, 2);
+}
+
+TEST(RlTrainerTest, DynamicSamplingDropsUniformGroups) {
+  for (bool dynamic : {true, false}) {
+    auto model = SharpRandomModel(Config(), 1, 2.0);
+    RlOptions o = Options();
+    o.dynamic_sampling = dynamic;
+    auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+    std::vector<Trajectory> batch = RewardNineBatch(*model, 0);
+    for (int i = 0; i < 4; ++i) batch.push_back(Make(*model, absl::StrCat("u", i), "uniform", {8}, {9, 9}, 1.0, 0));
+    auto m = (*trainer)->Step(batch);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->groups_dropped_uniform, dynamic ? 1 : 0);
+    EXPECT_EQ(m->trajectories_dropped_uniform, dynamic ? 4 : 0);
+    EXPECT_EQ(m->groups_used, dynamic ? 1 : 2);
+    EXPECT_EQ(m->trajectories_used, dynamic ? 8 : 12);
+    EXPECT_NEAR(m->reward_mean, 8.0 / 12.0, 1e-12);  // before dropping
+    EXPECT_EQ(m->updates, 1);
+  }
+  // Only uniform groups: no update, no new version.
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto trainer = RlTrainer::Create(model.get(), nullptr, Options());
+  std::vector<Trajectory> batch;
+  for (int i = 0; i < 4; ++i) batch.push_back(Make(*model, absl::StrCat("u", i), "uniform", {8}, {9}, 0.0, 0));
+  batch.push_back(Make(*model, "alone", "single", {8}, {9}, 1.0, 0));  // a group of one
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->groups_dropped_uniform, 2);
+  EXPECT_EQ(m->updates, 0);
+  EXPECT_EQ(m->policy_version, 0);
+  EXPECT_EQ((*trainer)->policy_version(), 0);
+  EXPECT_EQ((*trainer)->optimizer().step(), 0);
+}
+
+TEST(RlTrainerTest, StaleTrajectoriesAreDroppedAndCounted) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.max_staleness = 1;
+  auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+  for (int s = 0; s < 2; ++s) ASSERT_TRUE((*trainer)->Step(RewardNineBatch(*model, s, absl::StrCat(s))).ok());
+  ASSERT_EQ((*trainer)->policy_version(), 2);
+  std::vector<Trajectory> batch;
+  for (int v = 0; v <= 2; ++v) {
+    for (Trajectory& t : RewardNineBatch(*model, v, absl::StrCat("v", v))) batch.push_back(std::move(t));
+  }
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_dropped_stale, 8);  // version 0 < 2 - 1
+  EXPECT_EQ(m->trajectories_used, 16);
+  EXPECT_EQ(m->trajectories_invalid, 0);
+  EXPECT_EQ(m->policy_version, 3);
+
+  // Everything stale: no update.
+  m = (*trainer)->Step(RewardNineBatch(*model, 0, "old"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_dropped_stale, 8);
+  EXPECT_EQ(m->updates, 0);
+  EXPECT_EQ(m->policy_version, 3);
+
+  // max_staleness < 0 keeps everything.
+  o.max_staleness = -1;
+  auto keep_all = RlTrainer::Create(model.get(), nullptr, o);
+  ASSERT_TRUE((*keep_all)->Step(RewardNineBatch(*model, 0, "x")).ok());
+  m = (*keep_all)->Step(RewardNineBatch(*model, 0, "y"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_dropped_stale, 0);
+  EXPECT_EQ(m->trajectories_used, 8);
+}
+
+TEST(RlTrainerTest, InvalidTrajectoriesAreSkippedCountedAndExplained) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.max_seq_len = 6;
+  auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+  std::vector<Trajectory> good = RewardNineBatch(*model, 0);
+  std::vector<Trajectory> bad(8, good[0]);
+  for (int i = 0; i < 8; ++i) bad[i].id = absl::StrCat("bad", i);
+  bad[0].reward = NAN;
+  bad[1].completion.clear();
+  bad[1].behaviour_logprobs.clear();
+  bad[2].completion[1] = 32;
+  bad[3].behaviour_logprobs.pop_back();
+  bad[4].completion = {9, 1, 1, 1};
+  bad[4].behaviour_logprobs = {-1, -1, -1, -1};
+  bad[5].id = "t3";  // duplicates good[3]
+  bad[6].policy_version = 7;
+  bad[7].prompt.clear();
+  const std::vector<std::string> why = {"non-finite reward",
+                                        "empty completion",
+                                        "completion token 1 has id 32, outside the vocabulary [0, 32)",
+                                        "1 behaviour log-probs for 2 completion tokens",
+                                        "7 tokens, longer than max_seq_len 6",
+                                        "duplicate id",
+                                        "policy_version 7 is ahead of the trainer's 0",
+                                        "empty prompt"};
+  std::vector<Trajectory> batch = good;
+  batch.insert(batch.end(), bad.begin(), bad.end());
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_invalid, 8);
+  EXPECT_EQ(m->trajectories_used, 8);
+  EXPECT_EQ(m->updates, 1);
+  ASSERT_EQ(m->skip_reasons.size(), 8u);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_THAT(m->skip_reasons[i], HasSubstr(absl::StrCat("trajectory ", 8 + i, " (", bad[i].id, "): ", why[i])));
+  }
+
+  // Only invalid ones: no crash, no update, no version bump.
+  m = (*trainer)->Step(bad);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_invalid, 7);  // "t3" is not a duplicate any more
+  EXPECT_EQ(m->trajectories_dropped_stale, 1);  // ... but of version 0 while the trainer is at 1
+  EXPECT_EQ(m->trajectories_used, 0);
+  EXPECT_EQ(m->updates, 0);
+  EXPECT_EQ(m->policy_version, 1);
+
+  // An empty batch is the caller's mistake.
+  auto empty = (*trainer)->Step({});
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*trainer)->policy_version(), 1);
+}
+
+TEST(RlTrainerTest, KlToAnIdenticalReferenceStartsAtZero) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto reference = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.loss.kl_coef = 0.1;
+  auto trainer = RlTrainer::Create(model.get(), reference.get(), o);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  double kl_first = -1, kl_last = 0;
+  for (int s = 0; s < 4; ++s) {
+    auto m = (*trainer)->Step(RewardNineBatch(*model, (*trainer)->policy_version()));
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (s == 0) kl_first = m->kl;
+    kl_last = m->kl;
+  }
+  EXPECT_NEAR(kl_first, 0.0, 1e-7);
+  EXPECT_GT(kl_last, 1e-4);
+  // The reference stays frozen while the policy moves.
+  auto fresh = SharpRandomModel(Config(), 1, 2.0);
+  EXPECT_TRUE(at::equal(reference->named_parameters()[0].second, fresh->named_parameters()[0].second));
+  EXPECT_FALSE(at::equal(model->named_parameters()[0].second, reference->named_parameters()[0].second));
+}
+
+TEST(RlTrainerTest, GeneratorLogProbsEqualRecomputedOldLogProbs) {
+  auto model = SharpRandomModel(TinyConfig({0, 3}, 1, 32), 4, 2.0);
+  for (double temperature : {0.7, 1.0}) {
+    GeneratorOptions gopts;
+    gopts.max_batch = 16;
+    Generator gen(*model, gopts);
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 16; ++i) {
+      GenerationRequest r;
+      r.prompt = {1 + i % 4, 5, 6 + i % 3};
+      r.max_new_tokens = 6;
+      r.sampling.temperature = 0.7;
+      r.sampling.seed = 100 + i;
+      requests.push_back(r);
+    }
+    auto results = gen.Generate(requests);
+    ASSERT_TRUE(results.ok()) << results.status();
+    std::vector<Trajectory> batch;
+    for (int i = 0; i < 16; ++i) {
+      const GenerationResult& g = (*results)[i];
+      Trajectory t;
+      t.id = absl::StrCat(i);
+      t.group = absl::StrCat(i % 4);
+      t.prompt = requests[i].prompt;
+      t.completion.assign(g.tokens.begin() + g.prompt_length, g.tokens.end());
+      t.behaviour_logprobs = g.logprobs;
+      t.reward = i % 3 == 0 ? 1 : 0;
+      batch.push_back(t);
+    }
+    RlOptions o = Options();
+    o.temperature = temperature;  // the sampling temperature must be the trainer's
+    o.dynamic_sampling = false;
+    auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+    auto m = (*trainer)->Step(batch);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->trajectories_used, 16);
+    if (temperature == 0.7) {
+      EXPECT_NEAR(m->importance_weight_mean, 1.0, 1e-4);
+    } else {
+      EXPECT_GT(std::abs(m->importance_weight_mean - 1.0), 1e-2);  // scored at the wrong temperature
+    }
+  }
+}
+
+TEST(RlTrainerTest, ResumeFromCheckpointIsBitIdentical) {
+  const int total = 6, k = 3;
+  RlOptions o = Options();
+  o.epochs = 2;
+  o.minibatches = 2;
+  o.schedule.kind = "cosine";
+  o.schedule.warmup_steps = 2;
+  o.schedule.total_steps = 4 * total;
+  auto batch_at = [](const Model& model, int s) {
+    std::vector<Trajectory> batch;
+    for (const std::string tag : {"a", "b"}) {
+      for (Trajectory& t : RewardNineBatch(model, s, absl::StrCat(tag, s))) batch.push_back(std::move(t));
+    }
+    return batch;
+  };
+  std::vector<double> straight, resumed;
+  {
+    auto model = SharpRandomModel(Config(), 2, 2.0);
+    auto t = RlTrainer::Create(model.get(), nullptr, o);
+    for (int s = 0; s < total; ++s) straight.push_back((*t)->Step(batch_at(*model, s))->loss);
+  }
+  char tmpl[] = "/tmp/swarr_rl_XXXXXX";
+  const std::string dir = std::string(mkdtemp(tmpl)) + "/checkpoints";
+  {
+    auto model = SharpRandomModel(Config(), 2, 2.0);
+    auto t = RlTrainer::Create(model.get(), nullptr, o);
+    for (int s = 0; s < k; ++s) resumed.push_back((*t)->Step(batch_at(*model, s))->loss);
+    ASSERT_TRUE(SaveCheckpoint(dir, *model, (*t)->optimizer(), (*t)->state(), 1).ok());
+  }
+  {
+    auto latest = LatestCheckpoint(dir);
+    ASSERT_TRUE(latest.ok()) << latest.status();
+    auto model = Model::Load(*latest);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto t = RlTrainer::Create(model->get(), nullptr, o);
+    ASSERT_TRUE((*t)->Restore(*latest).ok());
+    EXPECT_EQ((*t)->policy_version(), k);
+    EXPECT_EQ((*t)->state().step, 4 * k);
+    for (int s = k; s < total; ++s) resumed.push_back((*t)->Step(batch_at(**model, s))->loss);
+  }
+  ASSERT_EQ(resumed.size(), straight.size());
+  for (int s = 0; s < total; ++s) EXPECT_EQ(resumed[s], straight[s]) << "step " << s;
+}
+
+TEST(RlTrainerTest, BadOptionsAreNamed) {
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto message = [&](RlOptions o, const Model* ref = nullptr) {
+    return std::string(RlTrainer::Create(model.get(), ref, o).status().message());
+  };
+  RlOptions o = Options();
+  o.loss.kl_coef = 0.1;
+  EXPECT_THAT(message(o), HasSubstr("kl_coef > 0 needs a reference"));
+  o = Options();
+  o.epochs = 0;
+  EXPECT_THAT(message(o), HasSubstr("epochs"));
+  o = Options();
+  o.minibatches = 0;
+  EXPECT_THAT(message(o), HasSubstr("minibatches"));
+  o = Options();
+  o.temperature = 0;
+  EXPECT_THAT(message(o), HasSubstr("temperature"));
+  o = Options();
+  o.loss.clip_low = 1.0;
+  EXPECT_THAT(message(o), HasSubstr("clip_low"));
+  o = Options();
+  o.schedule.lr = 0;
+  EXPECT_FALSE(RlTrainer::Create(model.get(), nullptr, o).ok());
+  auto other = SharpRandomModel(TinyConfig({0, 4}, 0, 48), 1);
+  EXPECT_THAT(message(Options(), other.get()), HasSubstr("reference vocab_size 48"));
+}
+
+}  // namespace
+}  // namespace swarr

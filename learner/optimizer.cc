@@ -44,8 +44,11 @@ AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, const AdamW
     p.name = name;
     p.value = value;
     p.value.requires_grad_(true);
-    p.exp_avg = at::zeros_like(value, at::MemoryFormat::Contiguous);
-    p.exp_avg_sq = at::zeros_like(value, at::MemoryFormat::Contiguous);
+    const bool low = value.scalar_type() == at::kBFloat16 || value.scalar_type() == at::kHalf;
+    if (low) p.master = value.detach().to(at::kFloat).contiguous();
+    const at::Tensor& ref = low ? p.master : value;
+    p.exp_avg = at::zeros_like(ref, at::MemoryFormat::Contiguous);
+    p.exp_avg_sq = at::zeros_like(ref, at::MemoryFormat::Contiguous);
     p.decay = !IsNoDecayParameter(name, value);
     params_.push_back(std::move(p));
   }
@@ -76,13 +79,15 @@ absl::StatusOr<double> AdamW::Step(double lr) {
   const double bias2 = 1.0 - std::pow(b2, static_cast<double>(step_));
   for (Param& p : params_) {
     if (!p.value.grad().defined()) continue;
-    at::Tensor g = p.value.grad();
+    at::Tensor w = p.master.defined() ? p.master : p.value;
+    at::Tensor g = p.value.grad().to(w.scalar_type());
     if (scale != 1.0) g = g * scale;
-    if (p.decay && options_.weight_decay > 0) p.value.mul_(1.0 - lr * options_.weight_decay);
+    if (p.decay && options_.weight_decay > 0) w.mul_(1.0 - lr * options_.weight_decay);
     p.exp_avg.mul_(b1).add_(g, 1.0 - b1);
     p.exp_avg_sq.mul_(b2).addcmul_(g, g, 1.0 - b2);
     at::Tensor denom = (p.exp_avg_sq / bias2).sqrt_().add_(options_.eps);
-    p.value.addcdiv_(p.exp_avg, denom, -lr / bias1);
+    w.addcdiv_(p.exp_avg, denom, -lr / bias1);
+    if (p.master.defined()) p.value.copy_(p.master);
   }
   ZeroGrad();
   return norm;
@@ -93,6 +98,7 @@ std::vector<std::pair<std::string, at::Tensor>> AdamW::StateTensors() const {
   for (const Param& p : params_) {
     out.push_back({p.name + ".exp_avg", p.exp_avg});
     out.push_back({p.name + ".exp_avg_sq", p.exp_avg_sq});
+    if (p.master.defined()) out.push_back({p.name + ".master", p.master});
   }
   return out;
 }
@@ -112,14 +118,27 @@ absl::Status AdamW::LoadState(const std::map<std::string, at::Tensor>& state, in
       }
     }
   }
-  if (state.size() != 2 * params_.size()) {
+  size_t masters = 0;
+  for (const Param& p : params_) {
+    auto it = state.find(p.name + ".master");
+    if (it == state.end()) continue;
+    if (!p.master.defined() || it->second.sizes() != p.value.sizes()) {
+      return absl::InvalidArgumentError(absl::StrCat("optimizer state '", p.name, ".master' does not fit the parameter"));
+    }
+    ++masters;
+  }
+  if (state.size() != 2 * params_.size() + masters) {
     return absl::InvalidArgumentError(absl::StrCat("optimizer state has ", state.size(), " tensors, expected ",
-                                                   2 * params_.size()));
+                                                   2 * params_.size() + masters));
   }
   at::NoGradGuard no_grad;
   for (Param& p : params_) {
     p.exp_avg.copy_(state.at(p.name + ".exp_avg"));
     p.exp_avg_sq.copy_(state.at(p.name + ".exp_avg_sq"));
+    if (auto it = state.find(p.name + ".master"); it != state.end()) {
+      p.master.copy_(it->second);
+      p.value.copy_(p.master);
+    }
   }
   step_ = step;
   return absl::OkStatus();

@@ -1,5 +1,8 @@
 // AdamW with decoupled weight decay, global gradient-norm clipping and the learning-rate
-// schedule, over a model's named parameters. Written on plain ATen ops so that its state is
+// schedule, over a model's named parameters. Parameters stored in bfloat16/float16 (mixed
+// precision on GPUs) get float32 master weights here: gradients are applied to the master
+// copy and the parameter receives its rounded value, so updates smaller than the low
+// precision's resolution are not lost. Written on plain ATen ops so that its state is
 // a set of named tensors that checkpoints store exactly (resume is bit-exact on CPU).
 //
 // Not thread-safe: the learner's training thread owns it.
@@ -58,16 +61,19 @@ class AdamW {
   void ZeroGrad();
   int64_t step() const { return step_; }
 
-  // Moments as named tensors ("<param>.exp_avg", "<param>.exp_avg_sq"), for checkpoints.
+  // Moments as named tensors ("<param>.exp_avg", "<param>.exp_avg_sq", and "<param>.master"
+  // for low-precision parameters), for checkpoints.
   std::vector<std::pair<std::string, at::Tensor>> StateTensors() const;
-  // Restores what StateTensors() gave. kInvalidArgument names a missing or mis-shaped moment
-  // (e.g. a checkpoint of another architecture).
+  // Restores what StateTensors() gave (masters are copied into their parameters too).
+  // kInvalidArgument names a missing or mis-shaped moment (e.g. a checkpoint of another
+  // architecture).
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state, int64_t step);
 
  private:
   struct Param {
     std::string name;
     at::Tensor value, exp_avg, exp_avg_sq;
+    at::Tensor master;  // float32 copy of a low-precision parameter; undefined for float32/64
     bool decay = true;
   };
   std::vector<Param> params_;

@@ -94,6 +94,30 @@ TEST(AdamWTest, ClipsGlobalNormAndSkipsNonFinite) {
   EXPECT_FALSE(c.grad().defined());
 }
 
+TEST(AdamWTest, Bf16ParametersKeepFloat32Masters) {
+  // 1.0 in bfloat16 has a resolution of 2^-7: 100 updates of 1e-4 each vanish in bf16
+  // arithmetic but accumulate in the float32 master.
+  at::Tensor p = at::ones({2, 2}, at::kBFloat16);
+  AdamWOptions opts;
+  opts.grad_clip = 0;
+  AdamW adam({{"w", p}}, opts);
+  for (int i = 0; i < 100; ++i) {
+    p.mutable_grad() = at::ones({2, 2}, at::kBFloat16);
+    ASSERT_TRUE(adam.Step(1e-4).ok());
+  }
+  EXPECT_EQ(p.scalar_type(), at::kBFloat16);
+  EXPECT_NEAR(p[0][0].item<float>(), 0.99f, 0.004f);  // bf16 rounding of the master's 0.99
+  bool has_master = false;
+  for (auto& [name, t] : adam.StateTensors()) {
+    if (name == "w.master") {
+      has_master = true;
+      EXPECT_EQ(t.scalar_type(), at::kFloat);
+      EXPECT_NEAR(t[0][0].item<float>(), 0.99f, 1e-5f);
+    }
+  }
+  EXPECT_TRUE(has_master);
+}
+
 TEST(AdamWTest, LoadStateChecksNamesAndShapes) {
   at::Tensor a = at::zeros({3});
   AdamW adam({{"a", a}}, {});

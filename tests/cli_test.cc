@@ -9,6 +9,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 
 #include "common/model/tensor_io.h"
 #include "gmock/gmock.h"
@@ -171,6 +172,10 @@ TEST(CliTest, BadArgumentsAndInputs) {
   ASSERT_TRUE(WriteTensors(dir + "/oov.safetensors",
                            {{"input_ids", at::tensor({3L, 4L, 9999L}, at::kLong).view({1, 3})}}).ok());
   ExpectUsageError("score --model " + model + " --input " + dir + "/oov.safetensors --out " + out, "9999");
+
+  // A GPU device on a machine without one.
+  if (!at::hasCUDA()) ExpectUsageError("score --model " + model + " --input " + input + " --out " + out + " --device cuda",
+                   "no CUDA support or sees no GPU");
 
   // A model directory whose config is broken.
   const std::string bad_model = TempDir();

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Exception.h>
+
 #include "common/model/runtime.h"
 #include "tools/commands.h"
 
@@ -45,6 +47,9 @@ int main(int argc, char** argv) {
     if (command == "tokenize") return swarr::RunTokenize(args);
     if (command == "verify") return swarr::RunVerify(args);
     if (command == "train") return swarr::RunTrain(args);
+  } catch (const c10::Error& e) {
+    std::cerr << "swarr: internal error: " << e.what_without_backtrace() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "swarr: internal error: " << e.what() << "\n";
     return 1;

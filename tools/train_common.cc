@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<Model>> LoadStageModel(const v1::ModelSpec& spec,
                                                       const std::string& resume_dir) {
   ModelOptions opts;
   if (!spec.device().empty()) opts.device = spec.device();
-  opts.dtype = spec.dtype().empty() ? "float32" : spec.dtype();  // fp32 master weights
+  // "" = float32 on the CPU, bfloat16 compute on CUDA (AdamW keeps float32 master weights).
+  opts.dtype = spec.dtype();
   if (spec.attention().window() > 0) opts.conversion.window = spec.attention().window();
   for (int64_t w : spec.attention().layer_windows()) opts.conversion.layer_windows.push_back(w);
   if (spec.attention().sinks() > 0) opts.conversion.attention_sinks = spec.attention().sinks();

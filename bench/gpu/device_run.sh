@@ -23,4 +23,20 @@ fi
 /tmp/b/common/cuda_test 2>&1 | tee "$OUT/cuda_test.log" | grep -vE "^\[ (RUN|      OK) " | tail -60
 python3 tests/hf_crosscheck.py /tmp/b/bin/swarr "$SHARED/fixtures/hf" 2>&1 | tee "$OUT/hf_crosscheck.log" | tail -20
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-timeout 240 /tmp/b/bin/generation_bench --device cuda --dtype bfloat16 --max-len 4096 2>&1 | tee "$OUT/generation_bench_cuda.md"
+[ -n "${SKIP_BENCH:-}" ] || timeout 240 /tmp/b/bin/generation_bench --device cuda --dtype bfloat16 --max-len 4096 2>&1 | tee "$OUT/generation_bench_cuda.md"
+# The toy SFT and RL stages on the GPU: bf16 compute with float32 master weights.
+if [ -z "${SKIP_TRAIN:-}" ]; then
+  rm -rf /tmp/runs
+  /tmp/b/bin/swarr train --config bench/gpu/sft_toy_cuda.yaml --run-dir /tmp/runs/sft_toy_cuda 2>&1 | tail -2
+  /tmp/b/bin/swarr train --config bench/gpu/rl_toy_cuda.yaml --run-dir /tmp/runs/rl_toy_cuda 2>&1 | tail -2
+  cp /tmp/runs/sft_toy_cuda/metrics.jsonl "$OUT/sft_toy_cuda_metrics.jsonl"
+  cp /tmp/runs/rl_toy_cuda/metrics.jsonl "$OUT/rl_toy_cuda_metrics.jsonl"
+  python3 - <<'PY'
+import json
+for name in ["sft_toy_cuda", "rl_toy_cuda"]:
+    rows = [json.loads(l) for l in open(f"/tmp/runs/{name}/metrics.jsonl")]
+    key = "loss" if name.startswith("sft") else "reward_mean"
+    print(name, "steps", len(rows), key, "first %.4f" % rows[0][key], "last %.4f" % rows[-1][key],
+          "seconds %.1f" % rows[-1]["seconds"])
+PY
+fi

@@ -9,6 +9,7 @@
 #include <map>
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
@@ -162,6 +163,10 @@ absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at:
   auto dev = CatchTorch("device", [&] { return c10::Device(options.device); });
   if (!dev.ok()) return absl::InvalidArgumentError(absl::StrCat("bad device '", options.device, "'"));
   *device = *dev;
+  if (device->is_cuda() && !at::hasCUDA()) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", options.device,
+                                                   "': this LibTorch has no CUDA support or sees no GPU"));
+  }
   std::string dt = options.dtype.empty() ? (device->is_cuda() ? "bfloat16" : "float32") : options.dtype;
   SWARR_ASSIGN_OR_RETURN(*dtype, ParseComputeDType(dt));
   *decode_kernel = options.cuda_decode_kernel && device->is_cuda() && RingDecodeKernelBuilt() &&

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/testing/test_models.h"
 #include "gmock/gmock.h"

@@ -4,6 +4,7 @@
 # written checkpoints with HF transformers, and time generation on the GPU.
 # Expects .device/ (debs, env.sh, shared/fixtures/hf) carried; writes logs to $OUT.
 set -uo pipefail
+rm -rf /tmp/deps  # a warm machine may hold an older unpacking of .device/debs
 source .device/env.sh
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"

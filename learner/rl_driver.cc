@@ -1,5 +1,7 @@
 #include "learner/rl_driver.h"
 
+#include <sstream>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,6 +67,24 @@ absl::StatusOr<RlStepMetrics> RlDriver::Step() {
   }
   ++step_;
   return trainer_->Step(std::move(batch));
+}
+
+std::string RlDriver::RngState() const {
+  std::ostringstream out;
+  out << step_ << ' ' << rng_;
+  return out.str();
+}
+
+absl::Status RlDriver::SetRngState(const std::string& state) {
+  std::istringstream in(state);
+  int64_t step = 0;
+  std::mt19937_64 rng;
+  if (!(in >> step >> rng) || step < 0) {
+    return absl::InvalidArgumentError("RL driver state: not a state written by RngState()");
+  }
+  step_ = step;
+  rng_ = rng;
+  return absl::OkStatus();
 }
 
 }  // namespace swarr

@@ -57,6 +57,12 @@ class RlDriver {
 
   int64_t steps() const { return step_; }  // Step() calls that reached the trainer
 
+  // The driver's position, for checkpoints: its random stream (prompts and per-request
+  // seeds) and step count, as text. Restoring it makes a resumed run draw exactly what the
+  // uninterrupted run would have. kInvalidArgument for text RngState() did not write.
+  std::string RngState() const;
+  absl::Status SetRngState(const std::string& state);
+
  private:
   Model* policy_;
   RlTrainer* trainer_;

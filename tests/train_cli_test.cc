@@ -88,26 +88,38 @@ TEST(TrainCliTest, SftResumesExactlyInANewProcess) {
   EXPECT_THAT(Slurp(dir + "/a/final/config.json"), HasSubstr("qwen2"));
 }
 
-TEST(TrainCliTest, RlStageAfterSft) {
+std::string RlConfig(const std::string& dir, int max_steps) {
+  const std::string path = dir + "/rl_" + std::to_string(max_steps) + ".yaml";
+  std::ofstream(path) << "name: rl\nseed: 1\nrl:\n  prompts_per_step: 8\n  samples_per_prompt: 4\n"
+                         "  max_new_tokens: 4\n  reward: exact\n  dynamic_sampling: false\n"
+                         "model:\n  path: " << dir << "/sft/final\n  attention:\n    window: 4\n"
+                      << "data:\n  format: synthetic\n  synthetic_task: sum_digits\n"
+                         "optimizer:\n  lr: 1.0e-4\nstop:\n  max_steps: " << max_steps << "\n"
+                         "checkpoint:\n  every_steps: 2\n";
+  return path;
+}
+
+TEST(TrainCliTest, RlStageAfterSftResumesExactly) {
   const std::string dir = TempDir();
   std::string err;
   ASSERT_EQ(RunSwarr("train --config " + SftConfig(dir, 12) + " --run-dir " + dir + "/sft", &err), 0) << err;
-  std::ofstream(dir + "/rl.yaml") << "name: rl\nseed: 1\nrl:\n  prompts_per_step: 8\n  samples_per_prompt: 4\n"
-                                     "  max_new_tokens: 4\n  reward: exact\n  dynamic_sampling: false\n"
-                                     "model:\n  path: " << dir << "/sft/final\n  attention:\n    window: 4\n"
-                                  << "data:\n  format: synthetic\n  synthetic_task: sum_digits\n"
-                                     "optimizer:\n  lr: 1.0e-4\nstop:\n  max_steps: 3\n";
-  ASSERT_EQ(RunSwarr("train --config " + dir + "/rl.yaml --run-dir " + dir + "/rl", &err), 0) << err;
-  auto m = Metrics(dir + "/rl");
-  ASSERT_EQ(m.size(), 3u);
-  for (const auto& line : m) {
+  ASSERT_EQ(RunSwarr("train --config " + RlConfig(dir, 4) + " --run-dir " + dir + "/rl", &err), 0) << err;
+  // 2 steps, then a new process continues to 4.
+  ASSERT_EQ(RunSwarr("train --config " + RlConfig(dir, 2) + " --run-dir " + dir + "/rl2", &err), 0) << err;
+  ASSERT_EQ(RunSwarr("train --config " + RlConfig(dir, 4) + " --run-dir " + dir + "/rl2", &err), 0) << err;
+  EXPECT_THAT(err, HasSubstr("resuming"));
+  auto m = Metrics(dir + "/rl"), r = Metrics(dir + "/rl2");
+  ASSERT_EQ(m.size(), 4u);
+  ASSERT_EQ(r.size(), 4u);
+  for (size_t i = 0; i < m.size(); ++i) {
     for (const char* key : {"step", "loss", "lr", "tokens", "reward_mean", "kl", "clip_frac", "entropy"}) {
-      EXPECT_TRUE(line.contains(key)) << key;
+      ASSERT_TRUE(m[i].contains(key)) << key;
+      EXPECT_EQ(r[i][key], m[i][key]) << key << " at step " << i + 1;
     }
-    EXPECT_GE(line["reward_mean"].get<double>(), 0.0);
-    EXPECT_LE(line["reward_mean"].get<double>(), 1.0);
+    EXPECT_GE(m[i]["reward_mean"].get<double>(), 0.0);
+    EXPECT_LE(m[i]["reward_mean"].get<double>(), 1.0);
   }
-  EXPECT_EQ(m.back()["policy_version"], 3);
+  EXPECT_EQ(m.back()["policy_version"], 4);
   // The RL stage's model keeps its sliding window in the written config.
   EXPECT_THAT(Slurp(dir + "/rl/final/config.json"), HasSubstr("sliding_attention"));
 }

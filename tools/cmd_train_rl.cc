@@ -13,6 +13,7 @@
 #include "common/math/verifier.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/util/file.h"
 #include "common/util/status_macros.h"
 #include "learner/checkpoint.h"
 #include "learner/rl_driver.h"
@@ -118,8 +119,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   dopts.sampling.top_k = cfg.top_k();
   dopts.stop_token_ids = data.tokenizer ? policy->config().eos_token_ids : std::vector<int64_t>{CharVocab::kEos};
   dopts.max_batch = std::min<int64_t>(64, dopts.prompts_per_step * dopts.samples_per_prompt);
-  // A resumed run draws new prompts (the driver's stream is not checkpointed).
-  dopts.seed = stage.seed() * 1000003 + stage.data().seed() + static_cast<uint64_t>(trainer->state().step);
+  dopts.seed = stage.seed() * 1000003 + stage.data().seed();
 
   const RlData* d = &data;
   PromptSource prompts = [d](std::mt19937_64& rng) {
@@ -140,6 +140,15 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     return Verify(text, prompt.answer).correct ? 1.0 : 0.0;
   };
   RlDriver driver(policy.get(), trainer.get(), prompts, reward, dopts);
+  if (!resume.empty()) {
+    // The driver's random stream continues where the checkpoint left it: exact resume.
+    SWARR_ASSIGN_OR_RETURN(std::string text, ReadFile(resume + "/trainer_state.json"));
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.contains("rng_state") || !j["rng_state"].is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat(resume, "/trainer_state.json: no rng_state"));
+    }
+    SWARR_RETURN_IF_ERROR(driver.SetRngState(j["rng_state"].get<std::string>()));
+  }
 
   SWARR_ASSIGN_OR_RETURN(auto log, MetricsLog::Open(run_dir + "/metrics.jsonl", trainer->state().step));
   const v1::StopRule& stop = stage.stop();
@@ -148,7 +157,9 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   int64_t last_saved = trainer->state().step, tokens_total = 0;
   std::string reason;
   auto save = [&]() -> absl::Status {
-    SWARR_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint(ckpt_dir, *policy, trainer->optimizer(), trainer->state(),
+    TrainerState st = trainer->state();
+    st.rng_state = driver.RngState();
+    SWARR_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint(ckpt_dir, *policy, trainer->optimizer(), st,
                                                            stage.checkpoint().keep_last()));
     (void)dir;
     last_saved = trainer->state().step;

@@ -15,52 +15,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/swarr_cli.h"
 
 namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using namespace cli_testing;  // NOLINT
 
-const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
 const std::string kFixtures = std::string(SWARR_SHARED_DIR) + "/fixtures/hf/";
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/swarr_cli_XXXXXX";
-  return mkdtemp(tmpl);
-}
-
-Result RunSwarr(const std::string& args) {
-  const std::string dir = TempDir();
-  const std::string cmd = kSwarr + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = Slurp(dir + "/out");
-  r.err = Slurp(dir + "/err");
-  return r;
-}
-
-// A bad-input run: exit 2, exactly one line on stderr naming `what`, no stack trace.
-void ExpectUsageError(const std::string& args, const std::string& what) {
-  Result r = RunSwarr(args);
-  EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
-  EXPECT_THAT(r.err, HasSubstr(what)) << args;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
-  EXPECT_THAT(r.err, Not(HasSubstr("frame #"))) << args;
-}
 
 double RelErr(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).norm().item<double>() / b.norm().item<double>();

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/swarr_cli.h"
 
 namespace swarr {
 namespace {
@@ -21,43 +22,15 @@ using json = nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
+using namespace cli_testing;  // NOLINT
 
-const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
 const std::string kTokenizer = std::string(SWARR_SHARED_DIR) + "/fixtures/tokenizer/qwen2/tokenizer.json";
 const std::string kCases = std::string(SWARR_SHARED_DIR) + "/fixtures/tokenizer/qwen2/cases.json";
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/swarr_tok_cli_XXXXXX";
-  return mkdtemp(tmpl);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string WriteTemp(const std::string& name, const std::string& content) {
   const std::string path = TempDir() + "/" + name;
   std::ofstream(path, std::ios::binary) << content;
   return path;
-}
-
-Result RunSwarr(const std::string& args) {
-  const std::string dir = TempDir();
-  const std::string cmd = kSwarr + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = Slurp(dir + "/out");
-  r.err = Slurp(dir + "/err");
-  return r;
 }
 
 std::vector<std::string> Lines(const std::string& text) {
@@ -68,16 +41,6 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// A bad-input run: exit 2, exactly one line on stderr, starting "swarr: " and naming `what`.
-void ExpectUsageError(const std::string& args, const std::vector<std::string>& what) {
-  const Result r = RunSwarr(args);
-  EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
-  EXPECT_THAT(r.err, StartsWith("swarr: ")) << args;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
-  for (const std::string& w : what) EXPECT_THAT(r.err, HasSubstr(w)) << args;
-  EXPECT_THAT(r.err, Not(HasSubstr("frame #"))) << args;
-  EXPECT_THAT(r.err, Not(HasSubstr("terminate"))) << args;
-}
 
 json Cases() { return json::parse(Slurp(kCases)); }
 

@@ -10,32 +10,22 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/swarr_cli.h"
 
 namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
 
-const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
 const std::string kSource = SWARR_SOURCE_DIR;
+using cli_testing::Slurp;
+using cli_testing::TempDir;
 
-std::string TempDir() {
-  char tmpl[] = "/tmp/swarr_train_XXXXXX";
-  return mkdtemp(tmpl);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
+// Exit status of `swarr ARGS`; its stderr in *err.
 int RunSwarr(const std::string& args, std::string* err) {
-  const std::string e = TempDir() + "/err";
-  int raw = std::system((kSwarr + " " + args + " >/dev/null 2>" + e).c_str());
-  *err = Slurp(e);
-  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  const cli_testing::Result r = cli_testing::RunSwarr(args);
+  *err = r.err;
+  return r.status;
 }
 
 // A small SFT stage on the synthetic task with `max_steps`.

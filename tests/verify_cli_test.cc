@@ -12,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/swarr_cli.h"
 
 namespace swarr {
 namespace {
@@ -19,25 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
+using namespace cli_testing;  // NOLINT
 
-const std::string kSwarr = std::string(SWARR_BINARY_DIR) + "/bin/swarr";
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/swarr_verify_XXXXXX";
-  return mkdtemp(tmpl);
-}
 
 std::string WriteInput(const std::string& text) {
   const std::string path = TempDir() + "/in.jsonl";
@@ -45,26 +29,6 @@ std::string WriteInput(const std::string& text) {
   return path;
 }
 
-Result RunSwarr(const std::string& args) {
-  const std::string dir = TempDir();
-  const std::string cmd = kSwarr + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = Slurp(dir + "/out");
-  r.err = Slurp(dir + "/err");
-  return r;
-}
-
-// A bad-input run: exit 2, exactly one "swarr: " line on stderr naming each of `what`.
-void ExpectUsageError(const std::string& args, const std::vector<std::string>& what) {
-  Result r = RunSwarr(args);
-  EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
-  EXPECT_THAT(r.err, StartsWith("swarr: ")) << args;
-  for (const auto& w : what) EXPECT_THAT(r.err, HasSubstr(w)) << args;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
-  EXPECT_THAT(r.err, Not(HasSubstr("terminate"))) << args;
-}
 
 TEST(VerifyCliTest, GradesLinesAndReportsAccuracy) {
   const std::string input = WriteInput(

@@ -124,14 +124,20 @@ absl::StatusOr<MathProblem> DatasetReader::Parse(const std::string& text, int64_
   MathProblem p;
   p.line = line;
   using Format = DatasetSpec::Format;
+  // The question and answer fields of each format; AIME/AMC and generic answers may be numbers.
+  const bool gsm8k_or_math = spec_.format == Format::kGsm8k || spec_.format == Format::kMath500;
+  const std::string question_field = spec_.format == Format::kAimeAmc ? "problem"
+                                     : spec_.format == Format::kGeneric ? spec_.question_field
+                                                                        : "question";
+  const std::string answer_field = spec_.format == Format::kGeneric ? spec_.answer_field : "answer";
+  auto question = string_field(question_field, false);
+  if (!question.ok()) return question.status();
+  auto answer = string_field(answer_field, !gsm8k_or_math);
+  if (!answer.ok()) return answer.status();
+  p.question = std::move(*question);
   switch (spec_.format) {
     case Format::kGsm8k: {
-      auto q = string_field("question", false);
-      auto a = string_field("answer", false);
-      if (!q.ok()) return q.status();
-      if (!a.ok()) return a.status();
-      p.question = std::move(*q);
-      p.solution = std::move(*a);
+      p.solution = std::move(*answer);
       const size_t mark = p.solution.rfind("####");
       if (mark == std::string::npos) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": field 'answer' has no '#### <answer>' line"));
@@ -141,12 +147,7 @@ absl::StatusOr<MathProblem> DatasetReader::Parse(const std::string& text, int64_
       break;
     }
     case Format::kMath500: {
-      auto q = string_field("question", false);
-      auto a = string_field("answer", false);
-      if (!q.ok()) return q.status();
-      if (!a.ok()) return a.status();
-      p.question = std::move(*q);
-      p.solution = std::move(*a);
+      p.solution = std::move(*answer);
       if (auto boxed = LastBoxed(p.solution)) {
         p.answer = std::string(absl::StripAsciiWhitespace(*boxed));
       } else if (const size_t at = p.solution.rfind("The answer is:"); at != std::string::npos) {
@@ -158,25 +159,13 @@ absl::StatusOr<MathProblem> DatasetReader::Parse(const std::string& text, int64_
       }
       break;
     }
-    case Format::kAimeAmc: {
-      auto q = string_field("problem", false);
-      auto a = string_field("answer", true);
-      if (!q.ok()) return q.status();
-      if (!a.ok()) return a.status();
-      p.question = std::move(*q);
-      p.answer = std::move(*a);
+    case Format::kAimeAmc:
+      p.answer = std::move(*answer);
       if (auto s = j.find("solution"); s != j.end() && s->is_string()) p.solution = s->get<std::string>();
       break;
-    }
-    case Format::kGeneric: {
-      auto q = string_field(spec_.question_field, false);
-      auto a = string_field(spec_.answer_field, true);
-      if (!q.ok()) return q.status();
-      if (!a.ok()) return a.status();
-      p.question = std::move(*q);
-      p.answer = std::move(*a);
+    case Format::kGeneric:
+      p.answer = std::move(*answer);
       break;
-    }
   }
   if (auto id = j.find(spec_.id_field); !spec_.id_field.empty() && id != j.end() && !id->is_null()) {
     p.id = id->is_string() ? id->get<std::string>() : id->dump();

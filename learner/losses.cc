@@ -35,23 +35,6 @@ absl::Status CheckFinite(const char* name, const at::Tensor& t) {
   return absl::OkStatus();
 }
 
-absl::Status CheckOptions(const PolicyLossOptions& o) {
-  if (!(o.clip_low >= 0 && o.clip_low < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("clip_low must be in [0, 1), got ", o.clip_low));
-  }
-  if (!(o.clip_high >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("clip_high must be >= 0, got ", o.clip_high));
-  }
-  if (!(o.kl_coef >= 0)) return absl::InvalidArgumentError(absl::StrCat("kl_coef must be >= 0, got ", o.kl_coef));
-  if (!(o.entropy_coef >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("entropy_coef must be >= 0, got ", o.entropy_coef));
-  }
-  if (!(o.max_importance_weight >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_importance_weight must be >= 0, got ", o.max_importance_weight));
-  }
-  return absl::OkStatus();
-}
 
 // Shapes, emptiness and coefficient/tensor pairing (no tensor values read).
 absl::Status CheckPolicyShapes(const PolicyLossInputs& in, const PolicyLossOptions& o) {
@@ -159,6 +142,24 @@ absl::StatusOr<PolicyLossOutput> PolicyLossImpl(const PolicyLossInputs& in, cons
 
 }  // namespace
 
+absl::Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
+  if (!(o.clip_low >= 0 && o.clip_low < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("clip_low must be in [0, 1), got ", o.clip_low));
+  }
+  if (!(o.clip_high >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("clip_high must be >= 0, got ", o.clip_high));
+  }
+  if (!(o.kl_coef >= 0)) return absl::InvalidArgumentError(absl::StrCat("kl_coef must be >= 0, got ", o.kl_coef));
+  if (!(o.entropy_coef >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("entropy_coef must be >= 0, got ", o.entropy_coef));
+  }
+  if (!(o.max_importance_weight >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_importance_weight must be >= 0, got ", o.max_importance_weight));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<at::Tensor> GroupAdvantages(const at::Tensor& rewards, const at::Tensor& group_ids,
                                            const AdvantageOptions& options) {
   if (!rewards.defined() || rewards.dim() != 1 || !at::isFloatingType(rewards.scalar_type())) {
@@ -201,7 +202,7 @@ at::Tensor K3Kl(const at::Tensor& logprobs, const at::Tensor& ref_logprobs) {
 }
 
 absl::StatusOr<PolicyLossOutput> PolicyLoss(const PolicyLossInputs& inputs, const PolicyLossOptions& options) {
-  SWARR_RETURN_IF_ERROR(CheckOptions(options));
+  SWARR_RETURN_IF_ERROR(ValidatePolicyLossOptions(options));
   SWARR_RETURN_IF_ERROR(CheckPolicyShapes(inputs, options));
   return CatchTorch("PolicyLoss", [&] { return PolicyLossImpl(inputs, options); });
 }

@@ -77,6 +77,10 @@ struct PolicyLossOutput {
   double truncated_frac = 0;          // share of masked tokens whose weight was truncated
 };
 
+// kInvalidArgument naming the option: clip_low outside [0, 1), or a negative clip_high,
+// kl_coef, entropy_coef or max_importance_weight. PolicyLoss checks this itself.
+absl::Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
+
 // PPO-clip with clip-higher. Per token t of sequence i (A = advantages[i]):
 //   ratio  = exp(logprobs - old_logprobs)
 //   pg     = -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)

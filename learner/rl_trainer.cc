@@ -71,19 +71,8 @@ absl::StatusOr<std::unique_ptr<RlTrainer>> RlTrainer::Create(Model* policy, cons
                                                              const RlOptions& options) {
   if (policy == nullptr) return absl::InvalidArgumentError("policy is null");
   const PolicyLossOptions& l = options.loss;
-  if (!(l.clip_low >= 0 && l.clip_low < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("loss.clip_low must be in [0, 1), got ", l.clip_low));
-  }
-  if (!(l.clip_high >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("loss.clip_high must be >= 0, got ", l.clip_high));
-  }
-  if (!(l.kl_coef >= 0)) return absl::InvalidArgumentError(absl::StrCat("loss.kl_coef must be >= 0, got ", l.kl_coef));
-  if (!(l.entropy_coef >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("loss.entropy_coef must be >= 0, got ", l.entropy_coef));
-  }
-  if (!(l.max_importance_weight >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("loss.max_importance_weight must be >= 0, got ", l.max_importance_weight));
+  if (absl::Status st = ValidatePolicyLossOptions(l); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("loss.", st.message()));
   }
   if (l.kl_coef > 0 && reference == nullptr) {
     return absl::InvalidArgumentError("loss.kl_coef > 0 needs a reference model, got null");

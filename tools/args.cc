@@ -1,5 +1,7 @@
 #include "tools/args.h"
 
+#include <iostream>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -79,6 +81,20 @@ absl::StatusOr<std::vector<int64_t>> Args::IntList(const std::string& name) cons
     out.push_back(x);
   }
   return out;
+}
+
+int FailWithStatus(const absl::Status& status) {
+  std::cerr << "swarr: " << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
 }
 
 }  // namespace swarr

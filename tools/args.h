@@ -34,6 +34,11 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
+// Prints `swarr: <message>` on stderr and returns the process exit status for `status`:
+// 2 for the caller's mistakes (bad arguments, input, config: kInvalidArgument, kNotFound,
+// kPermissionDenied, kFailedPrecondition, kOutOfRange), 1 for ours.
+int FailWithStatus(const absl::Status& status);
+
 }  // namespace swarr
 
 #endif  // SWARR_TOOLS_ARGS_H_

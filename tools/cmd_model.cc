@@ -16,16 +16,6 @@
 namespace swarr {
 namespace {
 
-// Exit status for a failed status: 2 for the caller's mistakes, 1 for ours.
-int Fail(const absl::Status& status) {
-  std::cerr << "swarr: " << status.message() << "\n";
-  const auto code = status.code();
-  const bool user_error = code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
-                          code == absl::StatusCode::kPermissionDenied ||
-                          code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kOutOfRange;
-  return user_error ? 2 : 1;
-}
-
 absl::StatusOr<ModelOptions> ModelOptionsFrom(const Args& args) {
   ModelOptions opts;
   SWARR_ASSIGN_OR_RETURN(auto window, args.Int("window"));
@@ -117,17 +107,17 @@ absl::Status Convert(const std::vector<std::string>& argv) {
 
 int RunConvert(const std::vector<std::string>& args) {
   absl::Status st = Convert(args);
-  return st.ok() ? 0 : Fail(st);
+  return st.ok() ? 0 : FailWithStatus(st);
 }
 
 int RunScore(const std::vector<std::string>& args) {
   absl::Status st = Score(args);
-  return st.ok() ? 0 : Fail(st);
+  return st.ok() ? 0 : FailWithStatus(st);
 }
 
 int RunGenerate(const std::vector<std::string>& args) {
   absl::Status st = Generate(args);
-  return st.ok() ? 0 : Fail(st);
+  return st.ok() ? 0 : FailWithStatus(st);
 }
 
 }  // namespace swarr

@@ -25,15 +25,6 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
 
 namespace {
 
-int Fail(const absl::Status& status) {
-  std::cerr << "swarr: " << status.message() << "\n";
-  const auto code = status.code();
-  return code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
-                 code == absl::StatusCode::kFailedPrecondition
-             ? 2
-             : 1;
-}
-
 int64_t ExtraInt(const std::string& checkpoint_dir, const char* key) {
   auto text = ReadFile(checkpoint_dir + "/trainer_state.json");
   if (!text.ok()) return 0;
@@ -156,7 +147,7 @@ absl::Status Train(const std::vector<std::string>& argv) {
 
 int RunTrain(const std::vector<std::string>& args) {
   absl::Status st = Train(args);
-  return st.ok() ? 0 : Fail(st);
+  return st.ok() ? 0 : FailWithStatus(st);
 }
 
 }  // namespace swarr

@@ -12,9 +12,9 @@ PACKAGES=(
   # services stack
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev
   # libraries
-  nlohmann-json3-dev libutf8proc-dev
-  # tests
-  libgtest-dev libgmock-dev
+  nlohmann-json3-dev libutf8proc-dev libyaml-cpp-dev libxxhash-dev
+  # tests: GoogleTest, openssl (TLS certificates), a real Prometheus server and promtool
+  libgtest-dev libgmock-dev openssl prometheus
 )
 
 missing=()

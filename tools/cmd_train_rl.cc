@@ -8,11 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/math/datasets.h"
-#include "common/math/synthetic.h"
-#include "common/math/verifier.h"
-#include "common/tokenizer/chat_template.h"
-#include "common/tokenizer/tokenizer.h"
+#include "common/math/prompt_set.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
 #include "learner/checkpoint.h"
@@ -23,60 +19,6 @@
 #include "tools/train_common.h"
 
 namespace swarr {
-namespace {
-
-// Prompts and a completion decoder for the stage's data.
-struct RlData {
-  std::vector<RlPrompt> prompts;  // empty for synthetic tasks (generated on the fly)
-  std::string synthetic_task;
-  std::unique_ptr<Tokenizer> tokenizer;  // null: the synthetic character vocabulary
-  std::string Decode(const std::vector<int64_t>& ids) const {
-    if (!tokenizer) return CharVocab::Decode(ids);
-    auto text = tokenizer->Decode(ids);
-    return text.ok() ? *text : std::string();
-  }
-};
-
-absl::StatusOr<RlData> BuildRlData(const v1::DataSpec& data, const Model& model, const std::string& model_dir) {
-  RlData out;
-  if (data.format() == "synthetic") {
-    SWARR_RETURN_IF_ERROR(ValidateSyntheticTask(data.synthetic_task()));
-    if (model.config().vocab_size < CharVocab::kSize) {
-      return absl::InvalidArgumentError(absl::StrCat("data.synthetic_task needs vocab_size >= ", CharVocab::kSize));
-    }
-    out.synthetic_task = data.synthetic_task();
-    return out;
-  }
-  std::string tok_path = data.tokenizer().empty() ? model_dir + "/tokenizer.json" : data.tokenizer();
-  auto tokenizer = Tokenizer::FromFile(tok_path);
-  if (!tokenizer.ok()) return absl::InvalidArgumentError(absl::StrCat("data.tokenizer: ", tokenizer.status().message()));
-  out.tokenizer = std::move(*tokenizer);
-  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
-  ChatTemplateOptions chat;
-  if (!data.system_prompt().empty()) chat.system_prompt = data.system_prompt();
-  if (templ != "none") {
-    SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
-  }
-  DatasetSpec spec;
-  SWARR_ASSIGN_OR_RETURN(spec.format, ParseDatasetFormat(data.format()));
-  spec.path = data.path();
-  if (!data.question_field().empty()) spec.question_field = data.question_field();
-  if (!data.answer_field().empty()) spec.answer_field = data.answer_field();
-  SWARR_ASSIGN_OR_RETURN(auto reader, DatasetReader::Open(spec));
-  SWARR_ASSIGN_OR_RETURN(auto problems, reader->ReadAll());
-  for (const MathProblem& p : problems) {
-    RlPrompt prompt;
-    prompt.group = p.id;
-    prompt.answer = p.answer;
-    SWARR_ASSIGN_OR_RETURN(prompt.ids, out.tokenizer->Encode(templ == "none" ? p.question : MathPrompt(p.question, chat)));
-    out.prompts.push_back(std::move(prompt));
-  }
-  if (out.prompts.empty()) return absl::InvalidArgumentError(absl::StrCat("data.path: no problems in ", data.path()));
-  return out;
-}
-
-}  // namespace
-
 absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, const std::string& ckpt_dir,
                         const std::string& resume) {
   const v1::RlConfig& cfg = stage.rl();
@@ -85,7 +27,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   if (cfg.kl_coef() > 0) {
     SWARR_ASSIGN_OR_RETURN(reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
-  SWARR_ASSIGN_OR_RETURN(RlData data, BuildRlData(stage.data(), *policy, stage.model().path()));
+  SWARR_ASSIGN_OR_RETURN(std::unique_ptr<PromptSet> data, PromptSet::Open(stage.data(), stage.model().path()));
   const double temperature = cfg.has_temperature() ? cfg.temperature() : 1.0;
 
   RlOptions opts;
@@ -117,27 +59,22 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   dopts.sampling.temperature = opts.temperature;
   dopts.sampling.top_p = cfg.top_p() > 0 ? cfg.top_p() : 1.0;
   dopts.sampling.top_k = cfg.top_k();
-  dopts.stop_token_ids = data.tokenizer ? policy->config().eos_token_ids : std::vector<int64_t>{CharVocab::kEos};
+  dopts.stop_token_ids = data->stop_token_ids();
   dopts.max_batch = std::min<int64_t>(64, dopts.prompts_per_step * dopts.samples_per_prompt);
   dopts.seed = stage.seed() * 1000003 + stage.data().seed();
 
-  const RlData* d = &data;
+  const PromptSet* d = data.get();
   PromptSource prompts = [d](std::mt19937_64& rng) {
-    if (!d->synthetic_task.empty()) {
-      SyntheticProblem p = MakeSyntheticProblem(d->synthetic_task, rng);
-      RlPrompt prompt;
-      prompt.group = p.prompt;
-      prompt.answer = p.answer;
-      prompt.ids = *CharVocab::Encode(p.prompt);
-      return prompt;
-    }
-    return d->prompts[rng() % d->prompts.size()];
+    StagePrompt p = d->Draw(rng);
+    RlPrompt prompt;
+    prompt.group = p.id;
+    prompt.answer = p.answer;
+    prompt.ids = std::move(p.ids);
+    return prompt;
   };
-  const bool exact = cfg.reward() == "exact";
-  RewardFn reward = [d, exact](const RlPrompt& prompt, const std::vector<int64_t>& completion) {
-    const std::string text = d->Decode(completion);
-    if (exact) return text == prompt.answer ? 1.0 : 0.0;
-    return Verify(text, prompt.answer).correct ? 1.0 : 0.0;
+  const std::string reward_kind = cfg.reward();
+  RewardFn reward = [d, reward_kind](const RlPrompt& prompt, const std::vector<int64_t>& completion) {
+    return ComputeReward(reward_kind, d->Decode(completion), prompt.answer);
   };
   RlDriver driver(policy.get(), trainer.get(), prompts, reward, dopts);
   if (!resume.empty()) {

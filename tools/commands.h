@@ -15,6 +15,12 @@ int RunConvert(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunVerify(const std::vector<std::string>& args);
 int RunTrain(const std::vector<std::string>& args);
+// Services (docs/services.md). Each runs until its work is done or SIGTERM / SIGINT.
+int RunCoordinator(const std::vector<std::string>& args);  // tools/cmd_coordinator.cc
+int RunLearner(const std::vector<std::string>& args);      // tools/cmd_learner.cc
+int RunRollout(const std::vector<std::string>& args);      // tools/cmd_rollout.cc
+int RunStatus(const std::vector<std::string>& args);       // tools/cmd_coordinator.cc
+int RunLaunch(const std::vector<std::string>& args);       // tools/cmd_launch.cc
 
 }  // namespace swarr
 

@@ -27,12 +27,31 @@ constexpr char kUsage[] =
     "            accuracy on stderr\n"
     "  train     --config STAGE.yaml --run-dir DIR: one train (SFT) or rl stage; DIR/metrics.jsonl,\n"
     "            DIR/checkpoints/ (resumes from the newest), DIR/final/\n"
+    "  coordinator / learner / rollout  the services (one process each; --help for their flags);\n"
+    "            also installed as swarr-coordinator, swarr-learner, swarr-rollout\n"
+    "  launch    --config PIPELINE.yaml --run-dir DIR [--rollouts N]: coordinator, learner and N\n"
+    "            rollout servers on loopback; DIR/summary.json\n"
+    "  status    --coordinator ADDR: stage, step, versions, workers\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
     "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // swarr-coordinator / swarr-learner / swarr-rollout (symlinks to this binary) run the
+  // service of their name: `swarr-learner FLAGS` == `swarr learner FLAGS`.
+  const std::string self = argv[0];
+  const std::string base = self.substr(self.find_last_of('/') == std::string::npos ? 0 : self.find_last_of('/') + 1);
+  if (base.rfind("swarr-", 0) == 0) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    swarr::InitTorchRuntime();
+    const std::string service = base.substr(6);
+    if (service == "coordinator") return swarr::RunCoordinator(args);
+    if (service == "learner") return swarr::RunLearner(args);
+    if (service == "rollout") return swarr::RunRollout(args);
+    std::cerr << "swarr: unknown service binary '" << base << "'\n";
+    return 2;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
@@ -47,6 +66,11 @@ int main(int argc, char** argv) {
     if (command == "tokenize") return swarr::RunTokenize(args);
     if (command == "verify") return swarr::RunVerify(args);
     if (command == "train") return swarr::RunTrain(args);
+    if (command == "coordinator") return swarr::RunCoordinator(args);
+    if (command == "learner") return swarr::RunLearner(args);
+    if (command == "rollout") return swarr::RunRollout(args);
+    if (command == "status") return swarr::RunStatus(args);
+    if (command == "launch") return swarr::RunLaunch(args);
   } catch (const c10::Error& e) {
     std::cerr << "swarr: internal error: " << e.what_without_backtrace() << "\n";
     return 1;

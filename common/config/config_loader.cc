@@ -788,7 +788,14 @@ absl::Status ValidatePipeline(const swarr::v1::PipelineConfig& pipeline) {
   for (int i = 0; i < pipeline.stages_size(); ++i) {
     const swarr::v1::Stage& stage = pipeline.stages(i);
     const std::string prefix = IndexPath("stages", i);
-    p.Append(ValidateStage(stage, prefix));
+    if (i > 0 && stage.model().path().empty()) {
+      // A later stage without model.path starts from the previous stage's model.
+      swarr::v1::Stage with_path = stage;
+      with_path.mutable_model()->set_path("<previous stage>");
+      p.Append(ValidateStage(with_path, prefix));
+    } else {
+      p.Append(ValidateStage(stage, prefix));
+    }
     if (stage.name().empty()) {
       p.Add(FieldPath(prefix, "name"), "required in a pipeline (progress is recorded by name)");
       continue;
@@ -798,6 +805,28 @@ absl::Status ValidatePipeline(const swarr::v1::PipelineConfig& pipeline) {
       p.Add(FieldPath(prefix, "name"),
             absl::StrCat(Quote(stage.name()), " already names stages[", it->second, "]"));
     }
+  }
+  const swarr::v1::WorkerSettings& w = pipeline.workers();
+  p.NonNegative("workers.max_sequences", w.max_sequences());
+  p.NonNegative("workers.max_tokens", w.max_tokens());
+  if (w.heartbeat_seconds() < 0) p.Add("workers.heartbeat_seconds", "must be >= 0");
+  if (w.lease_seconds() < 0) p.Add("workers.lease_seconds", "must be >= 0");
+  const double heartbeat = w.heartbeat_seconds() > 0 ? w.heartbeat_seconds() : 1.0;
+  if (w.lease_seconds() > 0 && w.lease_seconds() <= heartbeat) {
+    p.Add("workers.lease_seconds", absl::StrCat("must be longer than heartbeat_seconds (", heartbeat, ")"));
+  }
+  if (!pipeline.weight_sync().empty() && pipeline.weight_sync() != "grpc") {
+    p.Add("weight_sync", pipeline.weight_sync() == "nccl"
+                             ? "\"nccl\" is not available in this build (use \"grpc\")"
+                             : absl::StrCat("must be \"grpc\" or \"nccl\", got ", Quote(pipeline.weight_sync())));
+  }
+  const swarr::v1::RpcSettings& r = pipeline.rpc();
+  p.NonNegative("rpc.max_message_bytes", r.max_message_bytes());
+  if (r.deadline_seconds() < 0) p.Add("rpc.deadline_seconds", "must be >= 0");
+  p.NonNegative("rpc.weight_chunk_bytes", r.weight_chunk_bytes());
+  const int64_t max_msg = r.max_message_bytes() > 0 ? r.max_message_bytes() : int64_t{64} << 20;
+  if (r.weight_chunk_bytes() > 0 && r.weight_chunk_bytes() + 4096 > max_msg) {
+    p.Add("rpc.weight_chunk_bytes", absl::StrCat("must leave room under rpc.max_message_bytes (", max_msg, ")"));
   }
   return p.ToStatus();
 }

@@ -534,3 +534,47 @@ TEST(ShippedConfigsTest, EveryYamlUnderConfigsLoadsAndValidates) {
 
 }  // namespace
 }  // namespace swarr
+
+namespace swarr {
+namespace {
+
+TEST(ValidatePipelineServicesTest, LaterStagesMayOmitModelPathAndServiceSettingsAreChecked) {
+  swarr::v1::PipelineConfig p;
+  ASSERT_TRUE(ParseYamlConfig(R"(
+name: toy
+stages:
+  - name: sft
+    train: {}
+    model: {path: configs/models/tiny}
+    data: {format: synthetic, synthetic_task: sum_digits}
+    optimizer: {lr: 1.0e-3}
+    stop: {max_steps: 2}
+  - name: rl
+    rl: {prompts_per_step: 2, samples_per_prompt: 2, max_new_tokens: 4}
+    data: {format: synthetic, synthetic_task: sum_digits}
+    optimizer: {lr: 1.0e-4}
+    stop: {max_steps: 2}
+workers: {max_sequences: 16, heartbeat_seconds: 0.5, lease_seconds: 3}
+weight_sync: grpc
+)", &p).ok());
+  EXPECT_TRUE(ValidatePipeline(p).ok()) << ValidatePipeline(p);
+
+  swarr::v1::PipelineConfig first_without_path = p;
+  first_without_path.mutable_stages(0)->mutable_model()->clear_path();
+  EXPECT_NE(ValidatePipeline(first_without_path).message().find("stages[0].model.path: required"), std::string::npos);
+
+  swarr::v1::PipelineConfig bad = p;
+  bad.mutable_workers()->set_lease_seconds(0.2);
+  bad.set_weight_sync("nccl");
+  bad.mutable_rpc()->set_max_message_bytes(1 << 20);
+  bad.mutable_rpc()->set_weight_chunk_bytes(1 << 20);
+  const std::string msg(ValidatePipeline(bad).message());
+  EXPECT_NE(msg.find("workers.lease_seconds: must be longer than heartbeat_seconds"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("weight_sync: \"nccl\" is not available"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rpc.weight_chunk_bytes"), std::string::npos) << msg;
+  bad.set_weight_sync("carrier-pigeon");
+  EXPECT_NE(std::string(ValidatePipeline(bad).message()).find("weight_sync: must be"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace swarr

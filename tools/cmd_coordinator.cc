@@ -1,0 +1,19 @@
+// PLACEHOLDER while issue 5 is under construction; replaced by the real command.
+#include <iostream>
+
+#include "tools/commands.h"
+
+namespace swarr {
+
+int RunCoordinator(const std::vector<std::string>& args) {
+  (void)args;
+  std::cerr << "swarr coordinator: being built (issue 5)\n";
+  return 1;
+}
+
+int RunStatus(const std::vector<std::string>& args) {
+  (void)args;
+  std::cerr << "swarr status: being built (issue 5)\n";
+  return 1;
+}
+}  // namespace swarr

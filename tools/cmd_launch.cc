@@ -1,0 +1,14 @@
+// PLACEHOLDER while issue 5 is under construction; replaced by the real command.
+#include <iostream>
+
+#include "tools/commands.h"
+
+namespace swarr {
+
+int RunLaunch(const std::vector<std::string>& args) {
+  (void)args;
+  std::cerr << "swarr launch: being built (issue 5)\n";
+  return 1;
+}
+
+}  // namespace swarr

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "common/model/runtime.h"
 #include "gtest/gtest.h"
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
@@ -14,8 +15,8 @@
 namespace swarr {
 namespace {
 
-// GET /metrics over a plain socket.
-std::string Scrape(int port) {
+// GET `path` over a plain socket; the whole response.
+std::string Get(int port, const std::string& path) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -25,7 +26,7 @@ std::string Scrape(int port) {
     close(fd);
     return "";
   }
-  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   (void)!write(fd, req.data(), req.size());
   std::string out;
   char buf[4096];
@@ -35,13 +36,23 @@ std::string Scrape(int port) {
   return out;
 }
 
+std::string Scrape(int port) { return Get(port, "/metrics"); }
+
+// In a process that has LibTorch loaded and initialised, like every SWARR service (civetweb,
+// prometheus-cpp's own server, could not start its threads there).
 TEST(MetricsExporterTest, ServesRegisteredMetrics) {
+  InitTorchRuntime();
   auto e = MetricsExporter::Start("127.0.0.1:0", "test");
   ASSERT_GT(e->port(), 0);
   auto& family = prometheus::BuildCounter().Name("swarr_test_events_total").Help("Events.").Register(e->registry());
   family.Add({}).Increment(3);
   const std::string body = Scrape(e->port());
   EXPECT_NE(body.find("swarr_test_events_total 3"), std::string::npos) << body;
+  EXPECT_NE(body.find("HTTP/1.0 200 OK"), std::string::npos) << body;
+  EXPECT_NE(body.find(e->Render()), std::string::npos);
+  EXPECT_NE(Get(e->port(), "/other").find("404"), std::string::npos);
+  // Many scrapes in a row (Prometheus scrapes forever).
+  for (int i = 0; i < 50; ++i) ASSERT_NE(Scrape(e->port()).find("swarr_test_events_total"), std::string::npos);
 }
 
 TEST(MetricsExporterTest, BusyPortIsLoggedAndTheServiceRunsOn) {

@@ -62,7 +62,7 @@ absl::StatusOr<RpcSecurity> LoadRpcSecurity(const std::string& token_file, const
   return s;
 }
 
-grpc::Status CheckAuth(const grpc::ServerContext& context, const RpcSecurity& security) {
+grpc::Status CheckAuth(const grpc::ServerContextBase& context, const RpcSecurity& security) {
   if (security.token.empty()) return grpc::Status::OK;
   const auto& md = context.client_metadata();
   auto it = md.find("authorization");

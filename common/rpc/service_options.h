@@ -53,9 +53,9 @@ struct RpcLimits {
 absl::StatusOr<RpcSecurity> LoadRpcSecurity(const std::string& token_file, const std::string& tls_cert,
                                             const std::string& tls_key, const std::string& tls_ca);
 
-// OK, or UNAUTHENTICATED if `security.token` is set and the call's `authorization` metadata is
+// (Sync ServerContext and callback CallbackServerContext both.) OK, or UNAUTHENTICATED if `security.token` is set and the call's `authorization` metadata is
 // not "Bearer <token>" (compared in constant time).
-grpc::Status CheckAuth(const grpc::ServerContext& context, const RpcSecurity& security);
+grpc::Status CheckAuth(const grpc::ServerContextBase& context, const RpcSecurity& security);
 
 // A running server.
 struct RunningServer {

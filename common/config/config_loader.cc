@@ -394,8 +394,9 @@ absl::Status YamlToMessage::FillMessage(const YAML::Node& node, const std::strin
   std::map<const FieldDescriptor*, YAML::Mark> seen;
   std::map<const OneofDescriptor*, const FieldDescriptor*> oneof_set;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
-    const YAML::Node& value = it->second;
+    // Copies: the iterator's pair is a temporary (a reference would dangle).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) {
       return PathError(path, absl::StrCat("mapping keys must be field names, got ", Describe(key)),
                        key.Mark());

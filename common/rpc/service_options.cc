@@ -120,6 +120,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
   const int max_bytes = static_cast<int>(std::min<int64_t>(limits.max_message_bytes, INT32_MAX));
   args.SetMaxReceiveMessageSize(max_bytes);
   args.SetMaxSendMessageSize(max_bytes);
+  // A short reconnect backoff: gRPC's default grows to 120 s, so a service restarted after a
+  // minute (a learner resuming from its checkpoint) would stay unreached for two more. One
+  // attempt per second at most is cheap.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   if (security.tls()) {
     grpc::SslCredentialsOptions opts;
     if (!security.tls_ca.empty()) {

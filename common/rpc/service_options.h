@@ -69,7 +69,8 @@ struct RunningServer {
 absl::StatusOr<RunningServer> StartServer(const std::string& address, const std::vector<grpc::Service*>& services,
                                           const RpcSecurity& security, const RpcLimits& limits);
 
-// A channel to `address` with the limits and TLS settings (no connection is made yet).
+// A channel to `address` with the limits and TLS settings (no connection is made yet), and
+// a reconnect backoff capped at 1 s (services come back quickly after a restart).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address, const RpcSecurity& security,
                                                            const RpcLimits& limits);
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs SWARR's main job. Until the embedded demo
-# exists, that is the generation benchmark: SWA (ring KV cache) against full attention.
+# Installs what is missing, builds, and runs SWARR's main job: the embedded experiment
+# (`swarr demo`, docs/demo.md) through the real services on this machine — the SA model, the
+# same model converted to a sliding window by SFT, and after RL under the window — ending with
+# the results table and the path of the report. Extra arguments go to `swarr demo`
+# (e.g. --quick, --seed 3, --run-dir DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 scripts/build.sh
-build/bin/generation_bench "$@"
+build/bin/swarr demo "$@"

@@ -1,14 +1,118 @@
-// PLACEHOLDER while issue 5 is under construction; replaced by the real command.
-#include <iostream>
+// swarr learner --run-dir D [...]: the learner service (docs/services.md). Serves
+// swarr.v1.Learner until SIGTERM / SIGINT, which checkpoint the running stage and exit 0.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/metrics/exporter.h"
+#include "common/rpc/service_options.h"
+#include "common/util/file.h"
+#include "common/util/status_macros.h"
+#include "learner/service/learner_service.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 namespace swarr {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: swarr learner --run-dir DIR [--listen HOST:PORT] [--port-file FILE]\n"
+    "         [--metrics-listen HOST:PORT] [--metrics-port-file FILE] [--token-file FILE]\n"
+    "         [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--max-message-bytes N]\n"
+    "Serves swarr.v1.Learner (default 127.0.0.1:0) and /metrics (default 127.0.0.1:0; \"\" = off)\n"
+    "until SIGTERM / SIGINT, which checkpoint the running stage and exit 0.\n";
+
+// The signal handler only writes a byte to this pipe; the main thread waits on it (whichever
+// thread LibTorch or gRPC started receives the signal).
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  const int saved = errno;
+  (void)!::write(g_signal_pipe[1], &c, 1);
+  errno = saved;
+}
+
+absl::Status InstallSignalHandlers() {
+  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) return absl::InternalError("cannot create the signal pipe");
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (::sigaction(SIGTERM, &sa, nullptr) != 0 || ::sigaction(SIGINT, &sa, nullptr) != 0) {
+    return absl::InternalError("cannot install the SIGTERM / SIGINT handlers");
+  }
+  return absl::OkStatus();
+}
+
+int WaitForSignal() {
+  char c = 0;
+  while (::read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return c;
+}
+
+absl::Status Learner(const std::vector<std::string>& argv) {
+  SWARR_ASSIGN_OR_RETURN(Args args,
+                         Args::Parse(argv,
+                                     {"run-dir", "listen", "port-file", "metrics-listen", "metrics-port-file",
+                                      "token-file", "tls-cert", "tls-key", "tls-ca", "max-message-bytes"},
+                                     {"help"}));
+  if (args.Has("help")) {
+    std::cout << kUsage;
+    return absl::OkStatus();
+  }
+  LearnerServiceOptions opts;
+  SWARR_ASSIGN_OR_RETURN(opts.run_dir, args.Required("run-dir"));
+  opts.listen = args.Optional("listen").value_or("127.0.0.1:0");
+  opts.port_file = args.Optional("port-file").value_or("");
+  SWARR_ASSIGN_OR_RETURN(opts.security, LoadRpcSecurity(args.Optional("token-file").value_or(""),
+                                                        args.Optional("tls-cert").value_or(""),
+                                                        args.Optional("tls-key").value_or(""),
+                                                        args.Optional("tls-ca").value_or("")));
+  SWARR_ASSIGN_OR_RETURN(std::optional<int64_t> max_bytes, args.Int("max-message-bytes"));
+  if (max_bytes.has_value()) {
+    if (*max_bytes <= 0)
+      return absl::InvalidArgumentError(absl::StrCat("--max-message-bytes must be > 0, got ", *max_bytes));
+    opts.limits.max_message_bytes = *max_bytes;
+  }
+  if (absl::Status st = MakeDirs(opts.run_dir); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--run-dir: ", st.message()));
+  }
+  SWARR_RETURN_IF_ERROR(InstallSignalHandlers());
+
+  std::unique_ptr<MetricsExporter> exporter =
+      MetricsExporter::Start(args.Optional("metrics-listen").value_or("127.0.0.1:0"), "swarr learner");
+  if (auto file = args.Optional("metrics-port-file"); file.has_value() && exporter->port() > 0) {
+    SWARR_RETURN_IF_ERROR(WritePortFile(*file, exporter->port()));
+  }
+  opts.metrics_registry = exporter->shared_registry();
+  LearnerService service(opts);
+  SWARR_RETURN_IF_ERROR(service.Start());
+  std::cerr << "swarr learner: serving on port " << service.port() << " (incarnation "
+            << service.engine().incarnation() << ", run directory " << opts.run_dir << ")";
+  if (exporter->port() > 0) std::cerr << ", /metrics on port " << exporter->port();
+  std::cerr << "\n";
+
+  const int sig = WaitForSignal();
+  std::cerr << "swarr learner: " << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+            << ": checkpointing the running stage and exiting\n";
+  SWARR_RETURN_IF_ERROR(service.Shutdown());
+  std::cerr << "swarr learner: stopped\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int RunLearner(const std::vector<std::string>& args) {
-  (void)args;
-  std::cerr << "swarr learner: being built (issue 5)\n";
-  return 1;
+  absl::Status st = Learner(args);
+  return st.ok() ? 0 : FailWithStatus(st);
 }
 
 }  // namespace swarr

@@ -28,23 +28,8 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     SWARR_ASSIGN_OR_RETURN(reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
   SWARR_ASSIGN_OR_RETURN(std::unique_ptr<PromptSet> data, PromptSet::Open(stage.data(), stage.model().path()));
-  const double temperature = cfg.has_temperature() ? cfg.temperature() : 1.0;
 
-  RlOptions opts;
-  opts.loss.clip_low = cfg.clip_low() > 0 ? cfg.clip_low() : 0.2;
-  opts.loss.clip_high = cfg.clip_high() > 0 ? cfg.clip_high() : opts.loss.clip_low;
-  opts.loss.aggregation =
-      cfg.loss_aggregation() == "sequence_mean" ? LossAggregation::kSequenceMean : LossAggregation::kTokenMean;
-  opts.loss.kl_coef = cfg.kl_coef();
-  opts.loss.max_importance_weight = cfg.max_importance_weight();
-  opts.advantages.divide_by_std = cfg.std_normalize_advantages();
-  opts.temperature = temperature > 0 ? temperature : 1.0;
-  opts.epochs = std::max<int64_t>(1, cfg.epochs());
-  opts.minibatches = std::max<int64_t>(1, cfg.minibatches());
-  opts.dynamic_sampling = cfg.dynamic_sampling();
-  opts.max_staleness = cfg.max_staleness();
-  opts.schedule = ScheduleFromConfig(stage.optimizer(), stage.stop().max_steps() * opts.epochs * opts.minibatches);
-  opts.adam = AdamFromConfig(stage.optimizer());
+  const RlOptions opts = RlOptionsFromStage(stage);
   SWARR_ASSIGN_OR_RETURN(auto trainer, RlTrainer::Create(policy.get(), reference.get(), opts));
   if (!resume.empty()) {
     SWARR_RETURN_IF_ERROR(trainer->Restore(resume));

@@ -21,6 +21,7 @@ int RunLearner(const std::vector<std::string>& args);      // tools/cmd_learner.
 int RunRollout(const std::vector<std::string>& args);      // tools/cmd_rollout.cc
 int RunStatus(const std::vector<std::string>& args);       // tools/cmd_coordinator.cc
 int RunLaunch(const std::vector<std::string>& args);       // tools/cmd_launch.cc
+int RunDemo(const std::vector<std::string>& args);         // tools/cmd_demo.cc
 
 }  // namespace swarr
 

@@ -32,6 +32,8 @@ constexpr char kUsage[] =
     "  launch    --config PIPELINE.yaml --run-dir DIR [--rollouts N]: coordinator, learner and N\n"
     "            rollout servers on loopback; DIR/summary.json\n"
     "  status    --coordinator ADDR: stage, step, versions, workers\n"
+    "  demo      [--quick] [--from-scratch] [--seed S] [--device cpu|cuda] [--run-dir DIR]: the SWARR\n"
+    "            experiment end to end through the services; DIR/results.json, DIR/report.md\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
     "              --device cpu|cuda[:N], --dtype float32|bfloat16|float16\n";
 
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
     if (command == "rollout") return swarr::RunRollout(args);
     if (command == "status") return swarr::RunStatus(args);
     if (command == "launch") return swarr::RunLaunch(args);
+    if (command == "demo") return swarr::RunDemo(args);
   } catch (const c10::Error& e) {
     std::cerr << "swarr: internal error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -677,7 +677,7 @@ void CheckRl(const swarr::v1::RlConfig& rl, Problems* p) {
     p->Add("rl.max_importance_weight",
            absl::StrCat("must be 0 (off) or >= 1, got ", rl.max_importance_weight()));
   }
-  p->OneOf("rl.reward", rl.reward(), {"verifier", "exact"});
+  p->OneOf("rl.reward", rl.reward(), {"verifier", "exact", "lagsum"});
   p->NonNegative("rl.max_staleness", rl.max_staleness());
 }
 

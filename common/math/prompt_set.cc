@@ -4,6 +4,7 @@
 #include "common/math/datasets.h"
 #include "common/math/synthetic.h"
 #include "common/math/verifier.h"
+#include "common/math/window_task.h"
 #include "common/model/config.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
@@ -118,12 +119,13 @@ std::string CompletionDecoder::Decode(const std::vector<int64_t>& ids) const {
 }
 
 absl::Status ValidateRewardKind(const std::string& kind) {
-  if (kind.empty() || kind == "verifier" || kind == "exact") return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("unknown reward '", kind, "' (known: verifier, exact)"));
+  if (kind.empty() || kind == "verifier" || kind == "exact" || kind == "lagsum") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("unknown reward '", kind, "' (known: verifier, exact, lagsum)"));
 }
 
 double ComputeReward(const std::string& kind, const std::string& completion_text, const std::string& answer) {
   if (kind == "exact") return completion_text == answer ? 1.0 : 0.0;
+  if (kind == "lagsum") return window_task::CheckAnswer(completion_text, answer) ? 1.0 : 0.0;
   return Verify(completion_text, answer).correct ? 1.0 : 0.0;
 }
 

@@ -72,7 +72,9 @@ class CompletionDecoder {
 };
 
 // The reward of a completion: "verifier" (or "") = math answer equivalence
-// (common/math/verifier.h), "exact" = the completion text equals the answer. 1 or 0.
+// (common/math/verifier.h), "exact" = the completion text equals the answer, "lagsum" = the
+// lagged-sum task's own checker (common/math/window_task.h: the completion ends with
+// "A<answer>"). 1 or 0.
 // kInvalidArgument for another kind.
 absl::Status ValidateRewardKind(const std::string& kind);
 double ComputeReward(const std::string& kind, const std::string& completion_text, const std::string& answer);

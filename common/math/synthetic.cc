@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/math/window_task.h"
 
 namespace swarr {
 
@@ -31,11 +32,16 @@ std::string CharVocab::Decode(const std::vector<int64_t>& ids) {
 
 absl::Status ValidateSyntheticTask(const std::string& task) {
   if (task == "sum_digits") return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("unknown synthetic task '", task, "' (known: sum_digits)"));
+  if (window_task::IsLagSumTask(task)) return window_task::ParseLagSumSpec(task).status();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown synthetic task '", task, "' (known: sum_digits, lagsum[:m=..,n=..,wf=..,split=..])"));
 }
 
 SyntheticProblem MakeSyntheticProblem(const std::string& task, std::mt19937_64& rng) {
-  (void)task;  // sum_digits is the only one so far
+  if (window_task::IsLagSumTask(task)) {
+    const window_task::LagSumExample e = window_task::DrawLagSumExample(*window_task::ParseLagSumSpec(task), rng);
+    return SyntheticProblem{e.problem.prompt, e.response, e.problem.answer};
+  }
   const int a = static_cast<int>(rng() % 10), b = static_cast<int>(rng() % 10);
   SyntheticProblem p;
   p.prompt = absl::StrCat("Q:", a, "+", b, "=");

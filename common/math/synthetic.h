@@ -34,7 +34,10 @@ struct SyntheticProblem {
 
 // Names of the built-in tasks:
 //   "sum_digits": "Q:a+b=" with one-digit a, b; response and answer: a + b in decimal.
-// kInvalidArgument for an unknown name (listing the known ones).
+//   "lagsum[:m=5,n=6-9,wf=0.1,split=eval]": the lagged-sum family of the embedded SWARR
+//       experiment (common/math/window_task.h): response = a full solution, SA-style or (with
+//       probability wf) window-friendly, ending "A<answer>"; answer = one digit.
+// kInvalidArgument for an unknown name (listing the known ones) or bad task parameters.
 absl::Status ValidateSyntheticTask(const std::string& task);
 // REQUIRES: ValidateSyntheticTask(task).ok().
 SyntheticProblem MakeSyntheticProblem(const std::string& task, std::mt19937_64& rng);

@@ -53,12 +53,31 @@ bool Generator::SampleInto(Sequence* seq, const float* logits) {
   SampledToken tok = SampleToken(logits, model_.config().vocab_size, seq->request.sampling, &seq->rng);
   seq->result.tokens.push_back(tok.id);
   seq->result.logprobs.push_back(tok.logprob);
+  seq->result.token_tags.push_back(token_tag_);
+  ++generated_tokens_;
   const auto& stops = seq->request.stop_token_ids;
   if (std::find(stops.begin(), stops.end(), tok.id) != stops.end()) {
     seq->result.stopped = true;
     return true;
   }
   return static_cast<int64_t>(seq->result.logprobs.size()) >= seq->request.max_new_tokens;
+}
+
+bool Generator::Cancel(int64_t id) {
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->id == id) {
+      queue_.erase(it);
+      return true;
+    }
+  }
+  for (auto it = running_.begin(); it != running_.end(); ++it) {
+    if (it->id == id) {
+      cache_->Release(it->slot);
+      running_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
 absl::Status Generator::Admit(std::vector<std::pair<int64_t, GenerationResult>>* finished) {

@@ -31,6 +31,9 @@ struct GenerationRequest {
 struct GenerationResult {
   std::vector<int64_t> tokens;  // prompt followed by the generated tokens
   std::vector<float> logprobs;  // one per generated token (sampler.h's definition)
+  // One per generated token: the tag set by Generator::SetTokenTag() when it was sampled
+  // (the rollout server tags tokens with the weight version that produced them).
+  std::vector<int64_t> token_tags;
   int64_t prompt_length = 0;
   bool stopped = false;         // true: a stop token ended it; false: max_new_tokens
 };
@@ -58,7 +61,18 @@ class Generator {
   // and their slots freed; queued requests stay queued.
   absl::StatusOr<std::vector<std::pair<int64_t, GenerationResult>>> Step();
 
+  // Tokens sampled from now on carry `tag` in GenerationResult::token_tags (0 until set).
+  // Call between steps, e.g. after the model's weights were replaced in place.
+  void SetTokenTag(int64_t tag) { token_tag_ = tag; }
+  int64_t token_tag() const { return token_tag_; }
+
+  // Drops request `id` whether queued or running (its slot is freed at once); false if it
+  // is unknown or already finished. Its result is never returned.
+  bool Cancel(int64_t id);
+
   bool idle() const { return queue_.empty() && running_.empty(); }
+  // Tokens sampled since the generator was created (prefill's first tokens included).
+  int64_t num_generated_tokens() const { return generated_tokens_; }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_queued() const { return static_cast<int64_t>(queue_.size()); }
   const KvCache& cache() const { return *cache_; }
@@ -89,6 +103,8 @@ class Generator {
   std::deque<Sequence> queue_;
   std::vector<Sequence> running_;
   int64_t next_id_ = 0;
+  int64_t token_tag_ = 0;
+  int64_t generated_tokens_ = 0;
   bool fail_next_step_ = false;
 };
 

@@ -1,6 +1,7 @@
 #include "common/model/generator.h"
 
 #include <cmath>
+#include <map>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -149,6 +150,69 @@ TEST(GeneratorTest, BadRequestsAreRejected) {
   EXPECT_THAT(std::string(gen.Submit(Request({1}, -1, 0)).status().message()), HasSubstr("max_new_tokens"));
   EXPECT_THAT(std::string(gen.Submit(Request({1}, 3, 0, -1.0)).status().message()), HasSubstr("temperature"));
   EXPECT_TRUE(gen.idle());
+}
+
+TEST(GeneratorTest, TokenTagsRecordTheTagOfEachStep) {
+  auto model = SharpRandomModel(TinyConfig({4, 0}), 21);
+  GeneratorOptions opts;
+  opts.max_batch = 2;
+  Generator gen(*model, opts);
+  gen.SetTokenTag(7);
+  ASSERT_TRUE(gen.Submit(Request({5, 6, 7}, 6, 1)).ok());
+  // Steps 1 and 2 run under tag 7 (prefill's first token + one decode, then another decode).
+  ASSERT_TRUE(gen.Step().ok());
+  ASSERT_TRUE(gen.Step().ok());
+  gen.SetTokenTag(9);
+  EXPECT_EQ(gen.token_tag(), 9);
+  // A request admitted after the change is all 9.
+  ASSERT_TRUE(gen.Submit(Request({8, 9}, 3, 2)).ok());
+  std::map<int64_t, GenerationResult> done;
+  while (!gen.idle()) {
+    auto step = gen.Step();
+    ASSERT_TRUE(step.ok()) << step.status();
+    for (auto& [id, r] : *step) done[id] = std::move(r);
+  }
+  ASSERT_EQ(done.size(), 2u);
+  // Step 1 samples two tokens for request 0 (prefill + decode), step 2 one more.
+  EXPECT_EQ(done[0].token_tags, (std::vector<int64_t>{7, 7, 7, 9, 9, 9}));
+  EXPECT_EQ(done[1].token_tags, (std::vector<int64_t>{9, 9, 9}));
+  EXPECT_EQ(done[0].token_tags.size(), done[0].logprobs.size());
+  EXPECT_EQ(gen.num_generated_tokens(), 9);
+}
+
+TEST(GeneratorTest, CancelFreesTheSlotAndDropsTheResult) {
+  auto model = SharpRandomModel(TinyConfig({4}), 22);
+  GeneratorOptions opts;
+  opts.max_batch = 1;
+  Generator gen(*model, opts);
+  ASSERT_EQ(*gen.Submit(Request({5, 6}, 50, 1)), 0);
+  ASSERT_EQ(*gen.Submit(Request({7, 8}, 50, 2)), 1);
+  ASSERT_EQ(*gen.Submit(Request({9, 10}, 4, 3)), 2);
+  ASSERT_TRUE(gen.Step().ok());
+  EXPECT_EQ(gen.num_running(), 1);
+  EXPECT_TRUE(gen.Cancel(1));   // queued
+  EXPECT_TRUE(gen.Cancel(0));   // running: its slot frees at once
+  EXPECT_FALSE(gen.Cancel(0));
+  EXPECT_FALSE(gen.Cancel(42));
+  EXPECT_EQ(gen.num_running(), 0);
+  EXPECT_EQ(gen.num_queued(), 1);
+  EXPECT_EQ(gen.cache().num_free(), 1);
+  std::vector<int64_t> finished;
+  GenerationResult last;
+  while (!gen.idle()) {
+    auto step = gen.Step();
+    ASSERT_TRUE(step.ok()) << step.status();
+    for (auto& [id, r] : *step) {
+      finished.push_back(id);
+      last = r;
+    }
+  }
+  EXPECT_EQ(finished, (std::vector<int64_t>{2}));
+  // The survivor is what it would have been alone.
+  Generator fresh(*model, opts);
+  auto want = fresh.Generate({Request({9, 10}, 4, 3)});
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(last.tokens, (*want)[0].tokens);
 }
 
 }  // namespace

@@ -241,6 +241,74 @@ absl::StatusOr<std::unique_ptr<Model>> Model::RandomInit(const ModelConfig& conf
   return model;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> Model::Match(
+    const std::vector<std::pair<std::string, at::Tensor>>& tensors) const {
+  std::map<std::string, at::Tensor> by_name;
+  for (const auto& [name, t] : tensors) {
+    if (!by_name.emplace(name, t).second) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' appears twice"));
+    }
+  }
+  const auto expected = ExpectedParameters();
+  std::map<std::string, bool> wanted;
+  for (const auto& e : expected) wanted[e.first] = true;
+  for (const auto& [name, t] : by_name) {
+    if (wanted.count(name)) continue;
+    const bool ignorable = absl::EndsWith(name, "rotary_emb.inv_freq") ||
+                           (name == "lm_head.weight" && config_.tie_word_embeddings);
+    if (!ignorable) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected tensor '", name, "' for a ", config_.model_type,
+                                                     " model"));
+    }
+  }
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.reserve(expected.size());
+  for (const auto& [name, shape] : expected) {
+    auto it = by_name.find(name);
+    if (it == by_name.end() || !it->second.defined()) {
+      return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
+    }
+    const at::Tensor& t = it->second;
+    if (t.sizes() != at::IntArrayRef(shape)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ", ShapeString(t.sizes()),
+                                                     ", expected ", ShapeString(shape)));
+    }
+    if (!at::isFloatingType(t.scalar_type())) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has dtype ", c10::toString(t.scalar_type()),
+                                                     ", expected a floating-point type"));
+    }
+    out.push_back({name, t});
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::FromTensors(const ModelConfig& config,
+                                                          std::vector<std::pair<std::string, at::Tensor>> tensors,
+                                                          const ModelOptions& options) {
+  std::unique_ptr<Model> model(new Model());
+  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
+  model->config_ = config;
+  SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
+  SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  SWARR_ASSIGN_OR_RETURN(auto matched, model->Match(tensors));
+  tensors.clear();
+  SWARR_RETURN_IF_ERROR(CatchTorch("building the model", [&] { return model->Assign(std::move(matched)); }));
+  return model;
+}
+
+absl::Status Model::CopyWeightsFrom(const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  SWARR_ASSIGN_OR_RETURN(auto matched, Match(tensors));
+  return CatchTorch("copying weights", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    // Convert everything first: a failure here (e.g. out of memory) leaves the model as it was.
+    std::vector<at::Tensor> converted;
+    converted.reserve(matched.size());
+    for (const auto& [name, t] : matched) converted.push_back(t.to(device_, dtype_));
+    for (size_t i = 0; i < matched.size(); ++i) params_[i].second.copy_(converted[i]);
+    return absl::OkStatus();
+  });
+}
+
 int64_t Model::num_parameters() const {
   int64_t n = 0;
   for (const auto& [name, t] : params_) n += t.numel();

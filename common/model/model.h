@@ -51,6 +51,21 @@ class Model {
   static absl::StatusOr<std::unique_ptr<Model>> RandomInit(const ModelConfig& config, uint64_t seed,
                                                            const ModelOptions& options = {});
 
+  // A model of `config` (conversion settings of `options` applied) with the given weights:
+  // every expected tensor by its HF name with its shape (any floating dtype, any device;
+  // converted to the compute dtype and device). Unexpected tensors are errors, except RoPE
+  // inv_freq buffers and a tied lm_head copy. Errors name the tensor.
+  static absl::StatusOr<std::unique_ptr<Model>> FromTensors(const ModelConfig& config,
+                                                            std::vector<std::pair<std::string, at::Tensor>> tensors,
+                                                            const ModelOptions& options = {});
+
+  // Replaces the weights in place (same tensors, new values; e.g. a rollout server taking
+  // a new policy version between decode steps): `tensors` must name every parameter with
+  // its shape, as FromTensors. All-or-nothing: on an error (kInvalidArgument naming the
+  // tensor, or a LibTorch failure) no parameter has changed.
+  // Not thread-safe with forward passes: call it from the thread that runs them.
+  absl::Status CopyWeightsFrom(const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+
   const ModelConfig& config() const { return config_; }
   c10::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -93,6 +108,10 @@ class Model {
     at::Tensor post_norm, gate_w, up_w, down_w, gate_b, up_b, down_b;
   };
   Model() = default;
+  // `tensors` as the parameter list in checkpoint order, converted to the compute dtype and
+  // device; kInvalidArgument for a missing, unexpected, misshapen or non-float tensor.
+  absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> Match(
+      const std::vector<std::pair<std::string, at::Tensor>>& tensors) const;
   // Fills params_/layers_ from `tensors` (name -> tensor, any dtype), checking names/shapes.
   absl::Status Assign(std::vector<std::pair<std::string, at::Tensor>> tensors);
   // Expected parameter names and shapes, in checkpoint order.

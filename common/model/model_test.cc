@@ -9,6 +9,7 @@
 #include "common/model/generator.h"
 #include "common/model/safetensors.h"
 #include "common/model/tensor_io.h"
+#include "common/testing/test_models.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -219,6 +220,68 @@ TEST(ModelTest, OutOfVocabularyIdsAreErrors) {
   auto id = gen.Submit(req);
   ASSERT_FALSE(id.ok());
   EXPECT_THAT(std::string(id.status().message()), HasSubstr("prompt token 1 has id 9000"));
+}
+
+TEST(ModelTest, FromTensorsEqualsLoad) {
+  auto loaded = Model::Load(kFixtures + "qwen2_full");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto tensors = FixtureTensors("qwen2_full");
+  auto built = Model::FromTensors((*loaded)->config(), tensors);
+  ASSERT_TRUE(built.ok()) << built.status();
+  at::Tensor ids = at::tensor({3L, 9L, 27L, 5L, 11L}, at::kLong).view({1, 5});
+  EXPECT_TRUE(at::equal(*(*built)->Score(ids), *(*loaded)->Score(ids)));
+  // Errors name the tensor.
+  auto shaped = tensors;
+  for (auto& [name, t] : shaped) {
+    if (name == "model.layers.0.mlp.up_proj.weight") t = at::zeros({3, 3});
+  }
+  auto bad = Model::FromTensors((*loaded)->config(), shaped);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'model.layers.0.mlp.up_proj.weight' has shape [3, 3]"));
+  auto extra = tensors;
+  extra.push_back({"model.bogus.weight", at::zeros({1})});
+  bad = Model::FromTensors((*loaded)->config(), extra);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unexpected tensor 'model.bogus.weight'"));
+}
+
+TEST(ModelTest, CopyWeightsFromReplacesWeightsInPlaceOrNotAtAll) {
+  ModelConfig config = TinyConfig({3, 0});
+  auto a = Model::RandomInit(config, 1);
+  auto b = Model::RandomInit(config, 2);
+  ASSERT_TRUE(a.ok() && b.ok());
+  at::Tensor ids = at::tensor({3L, 9L, 27L, 5L, 11L, 7L}, at::kLong).view({1, 6});
+  const at::Tensor before = *(*a)->Score(ids);
+  const at::Tensor want = *(*b)->Score(ids);
+  ASSERT_FALSE(at::allclose(before, want));
+  // The tensors the model had keep their storage (a generator holding them sees the change).
+  const void* embed_storage = (*a)->named_parameters()[0].second.data_ptr();
+
+  // Bad sets change nothing.
+  std::vector<std::pair<std::string, at::Tensor>> source;
+  for (const auto& [name, t] : (*b)->named_parameters()) source.push_back({name, t.to(at::kBFloat16)});
+  auto missing = source;
+  missing.erase(std::remove_if(missing.begin(), missing.end(), [](auto& p) { return p.first == "model.norm.weight"; }),
+                missing.end());
+  absl::Status st = (*a)->CopyWeightsFrom(missing);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("missing tensor 'model.norm.weight'"));
+  auto shaped = source;
+  shaped[3].second = at::zeros({2, 2});
+  st = (*a)->CopyWeightsFrom(shaped);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("'" + shaped[3].first + "' has shape [2, 2]"));
+  auto ints = source;
+  ints[1].second = ints[1].second.to(at::kLong);
+  EXPECT_FALSE((*a)->CopyWeightsFrom(ints).ok());
+  EXPECT_TRUE(at::equal(*(*a)->Score(ids), before));
+
+  // A good set (bf16 here: converted to the model's dtype) takes effect.
+  ASSERT_TRUE((*a)->CopyWeightsFrom(source).ok());
+  EXPECT_EQ((*a)->named_parameters()[0].second.data_ptr(), embed_storage);
+  std::vector<std::pair<std::string, at::Tensor>> exact;
+  for (const auto& [name, t] : (*b)->named_parameters()) exact.push_back({name, t.clone()});
+  ASSERT_TRUE((*a)->CopyWeightsFrom(exact).ok());
+  EXPECT_TRUE(at::equal(*(*a)->Score(ids), want));
 }
 
 TEST(ModelTest, RopeScalingFrequencies) {

@@ -1,0 +1,249 @@
+// The coordinator engine (docs/services.md, docs/coordinator.md): runs a pipeline's stages in
+// order by driving the learner, keeps the registry of rollout servers (leases renewed by
+// heartbeats), hands out prompt groups by free capacity within the rl in-flight bound, orders
+// weight loads one worker at a time, aggregates evaluations, persists its state and writes
+// RUN_DIR/summary.json at the end.
+//
+// No gRPC server here: CoordinatorService (coordinator/service.h) adapts the RPCs onto the
+// methods below; CoordinatorServer bundles engine + service + server for `swarr coordinator`
+// and tests. No torch.
+//
+// Thread safety: every public method may be called from any thread. One mutex guards the
+// registry and the pipeline state; calls to the learner, file writes of eval outputs and stream
+// writes happen outside it.
+#ifndef SWARR_COORDINATOR_COORDINATOR_H_
+#define SWARR_COORDINATOR_COORDINATOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/math/prompt_set.h"
+#include "common/rpc/service_options.h"
+#include "coordinator/assignment_stream.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/learner_client.h"
+#include "coordinator/state.h"
+#include "proto/swarr/v1/config.pb.h"
+#include "proto/swarr/v1/coordinator.pb.h"
+#include "proto/swarr/v1/learner.pb.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace swarr {
+
+struct CoordinatorOptions {
+  // The pipeline, already checked by ValidatePipeline, with its name filled in.
+  v1::PipelineConfig pipeline;
+  // Run directory: coordinator/state.json, stages/<eval stage>/{metrics,samples}.jsonl,
+  // summary.json. Created if missing.
+  std::string run_dir;
+  // The learner's gRPC address (host:port); workers are told the same address.
+  std::string learner_address;
+  // Bearer token / TLS: what CoordinatorService requires of callers and what the coordinator
+  // presents to the learner.
+  RpcSecurity security;
+  // Period of the pipeline loop, in seconds.
+  double tick_seconds = 0.05;
+  // A worker ordered to load weights gets this long to report the version before the next
+  // worker is ordered, in seconds.
+  double weight_load_timeout_seconds = 30;
+  // state.json is rewritten at once after a stage change or an eval result; after changes of
+  // counters only (groups drawn, dispatched) at most this often, in seconds.
+  double persist_interval_seconds = 1;
+  // How long the end of the pipeline waits for the learner's final status (the trajectory
+  // counts of summary.json) before using the last one it has, in seconds.
+  double final_status_timeout_seconds = 10;
+  // Registry the metrics are added to (nullptr: a private one).
+  std::shared_ptr<prometheus::Registry> metrics_registry;
+  // Coordinator incarnation ("" = 8 random hex digits). Tests only.
+  std::string incarnation_for_test;
+};
+
+class Coordinator {
+ public:
+  // Reads RUN_DIR/coordinator/state.json if there is one (and resumes its stage), opens the
+  // prompts of the current stage. Errors: kInvalidArgument for options or data that cannot be
+  // used (naming them), kFailedPrecondition for a state.json of another pipeline, kDataLoss for
+  // a corrupt state.json.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options);
+  // Shutdown().
+  ~Coordinator();
+
+  // Starts the pipeline loop thread. Call once.
+  void Start();
+  // Stops the loop, closes every WatchAssignments stream (UNAVAILABLE), refuses further calls
+  // (UNAVAILABLE) and writes state.json. Idempotent. Call before shutting the gRPC server down
+  // (open streams would keep it waiting).
+  void Shutdown();
+  // Blocks until the pipeline is over (summary.json written: true) or Shutdown() or `timeout`
+  // (false).
+  bool WaitForDone(absl::Duration timeout);
+  // Once done: OK, or why the pipeline failed (a stage the learner reported FAILED, ...).
+  absl::Status result() const;
+  const std::string& incarnation() const { return incarnation_; }
+
+  // The RPCs (docs/services.md). kInvalidArgument names the offending field; kNotFound for an
+  // unknown or dead worker id; kUnavailable after Shutdown().
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
+  absl::Status Heartbeat(const v1::HeartbeatRequest& request);
+  // Attaches `sink` as the worker's assignment stream (replacing an older one, whose unsent
+  // groups go back to the queue) and sends it the current StageInfo first.
+  absl::Status OpenStream(const std::string& worker_id, std::shared_ptr<AssignmentSink> sink);
+  // The worker's stream `sink` broke (client gone, write failed): groups that may not have
+  // reached the worker go back to the front of the queue.
+  void StreamBroken(const std::string& worker_id, const AssignmentSink* sink,
+                    const std::vector<std::string>& unsent_group_ids);
+  absl::Status ReportEval(const v1::ReportEvalRequest& request);
+  v1::PipelineStatus GetStatus() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  struct Worker {
+    std::string id, name, address, device, metric_label;
+    int64_t max_sequences = 0;  // effective capacity
+    int64_t max_tokens = 0;     // 0 = no token limit
+    v1::WorkerStatus::State state = v1::WorkerStatus::ALIVE;
+    v1::WeightVersion loaded;
+    int32_t active_sequences = 0;
+    int64_t tokens_generated = 0;
+    double tokens_per_second = 0;
+    std::deque<std::pair<Clock::time_point, int64_t>> token_samples;
+    Clock::time_point last_heartbeat;
+    Clock::time_point registered;
+    std::set<std::string> assigned;  // group ids given to it and not finished / returned
+    int64_t assigned_samples = 0;    // sequences of those groups
+    int64_t assigned_tokens = 0;     // (prompt + max_new_tokens) x samples of those groups
+    int64_t finished_groups = 0;
+    std::shared_ptr<AssignmentSink> stream;
+    prometheus::Gauge* version_gauge = nullptr;
+  };
+
+  struct Group {
+    v1::PromptGroup group;
+    int32_t stage_index = 0;
+    int64_t problem = -1;     // eval: the problem index
+    std::string worker;       // "" = in the pending queue
+    int64_t tokens = 0;       // token budget it takes on a worker
+    bool ever_sent = false;   // counted in groups_dispatched
+  };
+
+  // What to do once the lock is released.
+  struct Outbox {
+    std::vector<std::shared_ptr<AssignmentSink>> flush;
+  };
+
+  explicit Coordinator(CoordinatorOptions options);
+  absl::Status Init();
+
+  void Loop();
+  void Tick();
+  // Opens the prompts of `stage` and tells every stream about it. Outside the lock.
+  absl::Status PrepareStage(int32_t stage);
+  void HandleLearnerStatus(int32_t stage, const v1::LearnerStatus& status, int64_t finish_mark);
+  // Marks `stage` done and moves on; the pipeline ends after the last one.
+  void CompleteStageLocked(int32_t stage, int64_t steps, const std::map<std::string, double>& metrics)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the eval outputs and completes the stage when every problem has a result.
+  void MaybeFinishEval(int32_t stage);
+  void FailPipeline(int32_t stage, const std::string& message);
+  // Final learner status, summary.json, done.
+  void FinishPipeline();
+  void PersistIfDue(bool force);
+
+  void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchRlLocked(const v1::LearnerStatus& status, int64_t finish_mark, Outbox* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CreateEvalGroupsLocked(int64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchPendingLocked(Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Worker* FindWorkerForLocked(const Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnassignLocked(Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequeueFrontLocked(const std::vector<std::string>& ids, const std::string& from_worker, bool count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A group reported finished (heartbeat) or answered (ReportEval). false if already counted.
+  bool FinishGroupLocked(const std::string& group_id, Worker* reporter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OrchestrateWeightsLocked(Clock::time_point now, Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateWorkerGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Assignment StageInfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t CurrentStageUnfinishedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool KnownIncarnationLocked(const std::string& incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkDirtyLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Deliver(Outbox& out);
+
+  const CoordinatorOptions options_;
+  const std::string incarnation_;
+  const std::string state_path_;
+  double heartbeat_seconds_ = 1;
+  double lease_seconds_ = 5;
+  int64_t default_max_sequences_ = 64;
+  int64_t default_max_tokens_ = 0;
+  RpcLimits limits_;
+  std::unique_ptr<LearnerClient> learner_client_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;
+  std::thread loop_;
+  // Loop thread only.
+  Clock::time_point next_start_attempt_;
+  std::string last_logged_learner_error_;
+
+  mutable absl::Mutex mu_;
+  CoordinatorState state_ ABSL_GUARDED_BY(mu_);
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool urgent_ ABSL_GUARDED_BY(mu_) = false;
+  Clock::time_point last_persist_ ABSL_GUARDED_BY(mu_);
+
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 0;
+  // Unfinished groups by id (the current stage's, and earlier stages' still on a worker).
+  std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);
+  std::unordered_set<std::string> finished_ids_ ABSL_GUARDED_BY(mu_);
+  // Bumped for every current-stage group reported finished (the rl in-flight bound).
+  int64_t finish_counter_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // The stage the prompts below belong to (-1 = none yet).
+  int32_t prepared_stage_ ABSL_GUARDED_BY(mu_) = -1;
+  std::unique_ptr<PromptSet> prompts_ ABSL_GUARDED_BY(mu_);
+  std::string tokenizer_json_ ABSL_GUARDED_BY(mu_);
+  std::string reward_kind_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  bool eval_groups_created_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t eval_problems_ ABSL_GUARDED_BY(mu_) = 0;
+
+  v1::LearnerStatus learner_ ABSL_GUARDED_BY(mu_);
+  std::string learner_error_ ABSL_GUARDED_BY(mu_);
+
+  // Weight orchestration.
+  v1::WeightVersion target_ ABSL_GUARDED_BY(mu_);
+  bool has_target_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> commanded_ ABSL_GUARDED_BY(mu_);
+  std::string loading_worker_ ABSL_GUARDED_BY(mu_);
+  v1::WeightVersion loading_version_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point load_sent_ ABSL_GUARDED_BY(mu_);
+
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status result_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace swarr
+
+#endif  // SWARR_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,1011 @@
+#include "learner/service/learner_engine.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/config/config_loader.h"
+#include "common/model/config.h"
+#include "common/model/model.h"
+#include "common/util/file.h"
+#include "common/util/status_macros.h"
+#include "common/util/torch_status.h"
+#include "learner/checkpoint.h"
+#include "learner/service/weights_blob.h"
+#include "learner/sft_stage.h"
+#include "learner/stage_common.h"
+#include "nlohmann/json.hpp"
+#include "prometheus/registry.h"
+
+namespace swarr {
+
+struct LearnerEngine::StageContext {
+  int32_t index = -1;
+  v1::PipelineConfig pipeline;
+  v1::Stage stage;           // model.path replaced by source_dir
+  std::string source_dir;    // where the stage's model comes from
+  std::string stage_dir;     // RUN_DIR/learner/<name>
+  std::string checkpoints_dir;
+  std::string final_dir;
+  std::string done_path;     // RUN_DIR/learner/<name>/done.json
+  std::string metrics_path;  // RUN_DIR/stages/<name>/metrics.jsonl
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;
+  int64_t max_staleness = 0;  // rl
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string RandomIncarnation() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<uint64_t>(Clock::now().time_since_epoch().count()));
+  return absl::StrFormat("%016x", rng());
+}
+
+std::string StageFinalDir(const std::string& run_dir, const std::string& name) {
+  return absl::StrCat(run_dir, "/learner/", name, "/final");
+}
+
+// Where stage `i` takes its model from: its model.path, else the model the previous stage
+// ended with (a train / rl stage's final directory; an eval stage changes nothing).
+std::string SourceDir(const v1::PipelineConfig& p, int i, const std::string& run_dir) {
+  const v1::Stage& s = p.stages(i);
+  if (!s.model().path().empty() || i == 0) return s.model().path();
+  const v1::Stage& prev = p.stages(i - 1);
+  if (prev.has_eval()) return SourceDir(p, i - 1, run_dir);
+  return StageFinalDir(run_dir, prev.name());
+}
+
+// The numeric fields of a metrics.jsonl line.
+std::map<std::string, double> NumericFields(const std::string& json_line) {
+  std::map<std::string, double> out;
+  nlohmann::json j = nlohmann::json::parse(json_line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it->is_number()) out[it.key()] = it->get<double>();
+  }
+  return out;
+}
+
+// The tokenizer files of `from` (if any) next to the final model in `to`, so that a later
+// stage (and the coordinator's prompt set) starting from `to` finds them.
+absl::Status CopyTokenizerFiles(const std::string& from, const std::string& to) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json"}) {
+    absl::StatusOr<std::string> text = ReadFile(absl::StrCat(from, "/", name));
+    if (!text.ok()) continue;
+    SWARR_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(to, "/", name), {*text}));
+  }
+  return absl::OkStatus();
+}
+
+Trajectory FromProto(const v1::Trajectory& t) {
+  Trajectory out;
+  out.id = t.id();
+  out.group = t.group_id();
+  out.prompt.assign(t.prompt_ids().begin(), t.prompt_ids().end());
+  out.completion.assign(t.completion_ids().begin(), t.completion_ids().end());
+  out.behaviour_logprobs.assign(t.behaviour_logprobs().begin(), t.behaviour_logprobs().end());
+  out.reward = t.reward();
+  out.policy_version = t.policy_version();
+  return out;
+}
+
+v1::Trajectory ToProto(const Trajectory& t, int32_t group_size) {
+  v1::Trajectory out;
+  out.set_id(t.id);
+  out.set_group_id(t.group);
+  out.set_group_size(group_size);
+  for (int64_t id : t.prompt) out.add_prompt_ids(static_cast<int32_t>(id));
+  for (int64_t id : t.completion) out.add_completion_ids(static_cast<int32_t>(id));
+  for (float lp : t.behaviour_logprobs) out.add_behaviour_logprobs(lp);
+  out.set_reward(t.reward);
+  out.set_policy_version(t.policy_version);
+  return out;
+}
+
+int64_t JsonInt(const nlohmann::json& j, const char* key, int64_t fallback) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+}  // namespace
+
+LearnerEngine::LearnerEngine(LearnerEngineOptions options)
+    : options_(std::move(options)),
+      incarnation_(options_.incarnation.empty() ? RandomIncarnation() : options_.incarnation),
+      registry_(options_.registry ? options_.registry : std::make_shared<prometheus::Registry>()) {}
+
+absl::StatusOr<std::unique_ptr<LearnerEngine>> LearnerEngine::Create(LearnerEngineOptions options) {
+  if (options.run_dir.empty()) return absl::InvalidArgumentError("the learner needs a run directory");
+  std::unique_ptr<LearnerEngine> engine(new LearnerEngine(std::move(options)));
+  SWARR_RETURN_IF_ERROR(engine->Init());
+  return engine;
+}
+
+absl::Status LearnerEngine::Init() {
+  const std::string dir = options_.run_dir + "/learner";
+  if (absl::Status st = MakeDirs(dir); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("run directory: ", st.message()));
+  }
+  metrics_ = std::make_unique<LearnerMetrics>(*registry_);
+  SWARR_ASSIGN_OR_RETURN(trained_log_, TrainedIdsLog::Open(dir + "/trained_ids.log"));
+  absl::StatusOr<LearnerRunState> saved = ReadLearnerRunState(dir + "/state.json");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (saved.ok()) {
+    counters_ = *saved;
+    run_latest_ = saved->latest_version;
+  } else if (saved.status().code() != absl::StatusCode::kNotFound) {
+    return saved.status();
+  }
+  return absl::OkStatus();
+}
+
+LearnerEngine::~LearnerEngine() { (void)Shutdown(); }
+
+int64_t LearnerEngine::NextVersionLocked() const { return std::max(run_latest_, latest_) + 1; }
+
+void LearnerEngine::EvictLocked() {
+  while (static_cast<int64_t>(versions_.size()) > keep_versions_) versions_.erase(versions_.begin());
+}
+
+absl::Status LearnerEngine::PublishModel(const Model& model, int64_t version) {
+  v1::WeightVersion v;
+  v.set_version(version);
+  v.set_learner_incarnation(incarnation_);
+  SWARR_ASSIGN_OR_RETURN(WeightsBlob blob, SerializeModelWeights(model, v));
+  auto shared = std::make_shared<const WeightsBlob>(std::move(blob));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    versions_[version] = std::move(shared);
+    latest_ = version;
+    if (first_published_ < 0 || version < first_published_) first_published_ = version;
+    run_latest_ = std::max(run_latest_, version);
+    EvictLocked();
+    metrics_->policy_version.Set(static_cast<double>(version));
+    ChangedLocked();
+  }
+  return PersistState();
+}
+
+absl::Status LearnerEngine::PersistState() {
+  std::lock_guard<std::mutex> persist(persist_mu_);
+  LearnerRunState s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = counters_;
+    s.latest_version = std::max(run_latest_, latest_);
+    s.latest_incarnation = latest_ >= 0 ? incarnation_ : counters_.latest_incarnation;
+    s.kept_versions.clear();
+    for (const auto& [v, blob] : versions_) s.kept_versions.push_back(v);
+    s.stage_index = ctx_ ? ctx_->index : -1;
+    s.stage_name = ctx_ ? ctx_->stage.name() : "";
+    s.state = v1::LearnerStatus::State_Name(state_);
+  }
+  return WriteLearnerRunState(options_.run_dir + "/learner/state.json", s);
+}
+
+void LearnerEngine::SetFailed(const std::string& error) {
+  std::cerr << "swarr learner: stage failed: " << error << "\n";
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = v1::LearnerStatus::FAILED;
+  error_ = error;
+  training_groups_ = 0;
+  ChangedLocked();
+}
+
+void LearnerEngine::StopStageThread() {
+  if (!stage_thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    work_cv_.notify_all();
+  }
+  stage_thread_.join();
+  stop_ = false;
+}
+
+absl::Status LearnerEngine::Shutdown() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return absl::OkStatus();
+    shut_down_ = true;
+    ChangedLocked();
+  }
+  StopStageThread();
+  return PersistState();
+}
+
+// ---------------------------------------------------------------------------------------------
+// StartStage
+
+absl::StatusOr<v1::LearnerStatus> LearnerEngine::StartStage(int32_t stage_index, const v1::PipelineConfig& pipeline) {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return absl::UnavailableError("the learner is shutting down");
+  }
+  if (absl::Status st = ValidatePipeline(pipeline); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("pipeline: ", st.message()));
+  }
+  if (stage_index < 0 || stage_index >= pipeline.stages_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage_index ", stage_index, " is outside the pipeline's ", pipeline.stages_size(), " stages"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ctx_ && ctx_->index == stage_index) return StatusLocked();
+    if (ctx_ && stage_index < ctx_->index) {
+      return absl::FailedPreconditionError(absl::StrCat("the learner is on stage ", ctx_->index, " (",
+                                                        ctx_->stage.name(), "); stage ", stage_index,
+                                                        " comes before it"));
+    }
+  }
+  StopStageThread();  // a later stage interrupts the current one (it checkpoints)
+
+  auto ctx = std::make_shared<StageContext>();
+  ctx->index = stage_index;
+  ctx->pipeline = pipeline;
+  ctx->stage = pipeline.stages(stage_index);
+  const std::string& name = ctx->stage.name();
+  ctx->source_dir = SourceDir(pipeline, stage_index, options_.run_dir);
+  ctx->stage.mutable_model()->set_path(ctx->source_dir);
+  ctx->stage_dir = absl::StrCat(options_.run_dir, "/learner/", name);
+  ctx->checkpoints_dir =
+      ctx->stage.checkpoint().dir().empty() ? ctx->stage_dir + "/checkpoints" : ctx->stage.checkpoint().dir();
+  ctx->final_dir = StageFinalDir(options_.run_dir, name);
+  ctx->done_path = ctx->stage_dir + "/done.json";
+  ctx->metrics_path = absl::StrCat(options_.run_dir, "/stages/", name, "/metrics.jsonl");
+  if (ctx->stage.has_rl()) ctx->max_staleness = ctx->stage.rl().max_staleness();
+  absl::Status setup = MakeDirs(ctx->stage_dir);
+  if (setup.ok()) setup = MakeDirs(absl::StrCat(options_.run_dir, "/stages/", name));
+  if (setup.ok()) {
+    absl::StatusOr<ModelConfig> config = LoadModelConfig(ctx->source_dir);
+    if (config.ok()) {
+      ctx->vocab_size = config->vocab_size;
+      ctx->max_positions = config->max_position_embeddings;
+    } else {
+      setup = absl::Status(config.status().code(),
+                           absl::StrCat("stage ", name, ": model ", ctx->source_dir, ": ", config.status().message()));
+    }
+  }
+  // Eval stages and stages a previous learner finished are published here, before the
+  // learner reports them (an eval stage is never RUNNING).
+  const bool finished = setup.ok() && (Exists(ctx->done_path) || ctx->stage.has_eval());
+  absl::StatusOr<FinishedStage> done = absl::UnknownError("");
+  if (finished) done = CatchTorch("publishing the stage model", [&]() { return PublishFinishedStage(*ctx); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ctx_ = ctx;
+    state_ = v1::LearnerStatus::RUNNING;
+    error_.clear();
+    step_ = 0;
+    last_metrics_.clear();
+    stop_reason_.clear();
+    final_model_dir_.clear();
+    partial_.clear();
+    resolved_.clear();
+    stage_start_version_ = NextVersionLocked();
+    keep_versions_ = std::max<int64_t>(2, ctx->max_staleness + 2);
+    chunk_bytes_ = pipeline.rpc().weight_chunk_bytes() > 0 ? pipeline.rpc().weight_chunk_bytes() : int64_t{4} << 20;
+    EvictLocked();
+    if (!setup.ok()) {
+      state_ = v1::LearnerStatus::FAILED;
+      error_ = std::string(setup.message());
+    } else if (finished && !done.ok()) {
+      state_ = v1::LearnerStatus::FAILED;
+      error_ = absl::StrCat("stage ", name, ": ", done.status().message());
+    } else if (finished) {
+      state_ = v1::LearnerStatus::DONE;
+      step_ = done->step;
+      stop_reason_ = done->stop_reason;
+      last_metrics_ = done->metrics;
+      final_model_dir_ = done->final_model_dir;
+    }
+    if (state_ == v1::LearnerStatus::FAILED) std::cerr << "swarr learner: " << error_ << "\n";
+    ChangedLocked();
+  }
+  if (setup.ok() && !finished) {
+    // An rl stage publishes its first version before StartStage returns (the coordinator
+    // dispatches groups for `latest` as soon as it sees the stage RUNNING).
+    std::shared_ptr<RlRun> rl;
+    absl::Status prepared = absl::OkStatus();
+    if (ctx->stage.has_rl()) {
+      absl::StatusOr<std::shared_ptr<RlRun>> r = CatchTorch("rl stage", [&]() { return PrepareRlStage(*ctx); });
+      if (r.ok()) rl = std::move(*r);
+      prepared = r.status();
+    }
+    if (prepared.ok()) {
+      stage_thread_ = std::thread(&LearnerEngine::RunStageThread, this, ctx, std::move(rl));
+    } else {
+      SetFailed(absl::StrCat("stage ", name, ": ", prepared.message()));
+    }
+  }
+  (void)PersistState();
+  return GetStatus();
+}
+
+absl::StatusOr<LearnerEngine::FinishedStage> LearnerEngine::PublishFinishedStage(const StageContext& ctx) {
+  FinishedStage out;
+  v1::ModelSpec spec = ctx.stage.model();
+  if (Exists(ctx.done_path)) {
+    SWARR_ASSIGN_OR_RETURN(std::string text, ReadFile(ctx.done_path));
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object()) return absl::DataLossError(absl::StrCat(ctx.done_path, ": not a JSON object"));
+    out.step = JsonInt(j, "step", 0);
+    if (j.contains("stop_reason") && j["stop_reason"].is_string()) out.stop_reason = j["stop_reason"];
+    if (j.contains("metrics") && j["metrics"].is_object()) out.metrics = NumericFields(j["metrics"].dump());
+    if (!ctx.stage.has_eval()) spec.set_path(ctx.final_dir);
+  }
+  out.final_model_dir = spec.path();
+  SWARR_ASSIGN_OR_RETURN(auto model, LoadStageModel(spec, ctx.stage.seed(), ""));
+  int64_t version;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    version = NextVersionLocked();
+  }
+  SWARR_RETURN_IF_ERROR(PublishModel(*model, version));
+  return out;
+}
+
+void LearnerEngine::RunStageThread(std::shared_ptr<const StageContext> ctx, std::shared_ptr<RlRun> rl) {
+  absl::Status st = ctx->stage.has_train() ? RunTrainStage(*ctx)
+                                           : CatchTorch("rl stage", [&]() { return RunRlStage(*ctx, *rl); });
+  if (!st.ok()) SetFailed(std::string(st.message()));
+  (void)PersistState();
+}
+
+// ---------------------------------------------------------------------------------------------
+// train
+
+absl::Status LearnerEngine::RunTrainStage(const StageContext& ctx) {
+  SftStageRun run;
+  run.stage = ctx.stage;
+  run.metrics_path = ctx.metrics_path;
+  run.checkpoints_dir = ctx.checkpoints_dir;
+  run.final_dir = ctx.final_dir;
+  if (absl::StatusOr<std::string> latest = LatestCheckpoint(ctx.checkpoints_dir); latest.ok()) run.resume_dir = *latest;
+  Clock::time_point last = Clock::now();
+  SftStageHooks hooks;
+  hooks.on_start = [&](const Model& model, int64_t step) -> absl::Status {
+    int64_t version;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      version = NextVersionLocked();
+      step_ = step;
+    }
+    SWARR_RETURN_IF_ERROR(PublishModel(model, version));
+    last = Clock::now();
+    return absl::OkStatus();
+  };
+  hooks.on_step = [&](const SftStepMetrics& m, const std::string& line) -> absl::Status {
+    const Clock::time_point now = Clock::now();
+    metrics_->step_seconds.Observe(std::chrono::duration<double>(now - last).count());
+    last = now;
+    metrics_->loss.Set(m.loss);
+    std::lock_guard<std::mutex> lock(mu_);
+    step_ = m.step;
+    last_metrics_ = NumericFields(line);
+    ChangedLocked();
+    return absl::OkStatus();
+  };
+  hooks.should_stop = [this]() { return stop_.load(); };
+  SWARR_ASSIGN_OR_RETURN(SftStageResult result, RunSftStage(run, hooks));
+  if (result.interrupted) return absl::OkStatus();
+  SWARR_RETURN_IF_ERROR(CopyTokenizerFiles(ctx.source_dir, ctx.final_dir));
+  int64_t version;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    version = NextVersionLocked();
+  }
+  SWARR_RETURN_IF_ERROR(PublishModel(*result.model, version));
+  std::map<std::string, double> metrics;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics = last_metrics_;
+  }
+  nlohmann::json done = {{"stage", ctx.stage.name()},     {"stop_reason", result.stop_reason},
+                         {"step", result.step},           {"version", version},
+                         {"final_model_dir", ctx.final_dir}, {"metrics", metrics}};
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(ctx.done_path, {done.dump(2)}));
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = v1::LearnerStatus::DONE;
+  step_ = result.step;
+  stop_reason_ = result.stop_reason;
+  final_model_dir_ = ctx.final_dir;
+  ChangedLocked();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// rl
+
+// An rl stage's model, trainer and version numbering, from its preparation (StartStage's
+// thread) to its end (the stage thread).
+struct LearnerEngine::RlRun {
+  std::unique_ptr<Model> policy, reference;
+  std::unique_ptr<RlTrainer> trainer;
+  std::unique_ptr<MetricsLog> log;
+  bool resumed = false;
+  // Global version = base + the trainer's own policy version (which starts at 0).
+  int64_t base = 0;
+  int64_t stage_start = 0;
+  int64_t tokens_total = 0;
+};
+
+absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlStage(const StageContext& ctx) {
+  const v1::Stage& stage = ctx.stage;
+  auto run = std::make_shared<RlRun>();
+  std::string resume;
+  if (absl::StatusOr<std::string> latest = LatestCheckpoint(ctx.checkpoints_dir); latest.ok()) resume = *latest;
+  SWARR_ASSIGN_OR_RETURN(run->policy, LoadStageModel(stage.model(), stage.seed(), resume));
+  if (stage.rl().kl_coef() > 0) {
+    SWARR_ASSIGN_OR_RETURN(run->reference, LoadStageModel(stage.model(), stage.seed(), ""));
+  }
+  SWARR_ASSIGN_OR_RETURN(run->trainer,
+                         RlTrainer::Create(run->policy.get(), run->reference.get(), RlOptionsFromStage(stage)));
+  RlTrainer& trainer = *run->trainer;
+  int64_t publish = 0;
+  bool restore_pending = false;
+  if (!resume.empty()) {
+    run->resumed = true;
+    SWARR_RETURN_IF_ERROR(trainer.Restore(resume));
+    SWARR_ASSIGN_OR_RETURN(std::string text, ReadFile(resume + "/trainer_state.json"));
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    const nlohmann::json extra = j.is_object() && j.contains("extra") ? j["extra"] : nlohmann::json::object();
+    run->base = JsonInt(extra, "version_base", 0);
+    run->stage_start = JsonInt(extra, "stage_start_version", run->base);
+    run->tokens_total = JsonInt(extra, "tokens_total", 0);
+    const int64_t saved = run->base + trainer.policy_version();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (latest_ >= saved) {
+      // This process already published that number: number on from its newest.
+      publish = NextVersionLocked();
+      run->base = publish - trainer.policy_version();
+    } else {
+      publish = saved;
+      restore_pending = true;
+    }
+    std::cerr << "swarr learner: resuming " << stage.name() << " from " << resume << " (step "
+              << trainer.state().step << ", version " << publish << ")\n";
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    publish = NextVersionLocked();
+    run->base = run->stage_start = publish;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stage_start_version_ = run->stage_start;
+    step_ = trainer.state().step;
+    if (restore_pending) {
+      if (absl::Status st = RestorePendingLocked(ctx, trainer.state().step); !st.ok()) {
+        std::cerr << "swarr learner: buffered trajectories not restored: " << st.message() << "\n";
+      }
+    }
+  }
+  SWARR_ASSIGN_OR_RETURN(run->log, MetricsLog::Open(ctx.metrics_path, trainer.state().step));
+  SWARR_RETURN_IF_ERROR(PublishModel(*run->policy, publish));
+  return run;
+}
+
+absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
+  const v1::Stage& stage = ctx.stage;
+  const v1::RlConfig& cfg = stage.rl();
+  Model* policy = run.policy.get();
+  RlTrainer* trainer = run.trainer.get();
+  MetricsLog* log = run.log.get();
+  int64_t& base = run.base;
+  const int64_t stage_start = run.stage_start;
+  int64_t& tokens_total = run.tokens_total;
+  const v1::StopRule& stop = stage.stop();
+  const int64_t per_step = RlUpdatesPerStep(cfg);
+  const size_t groups_per_step = static_cast<size_t>(cfg.prompts_per_step());
+  const Clock::time_point start = Clock::now();
+  const bool has_deadline = stop.max_minutes() > 0;
+  const Clock::time_point deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(stop.max_minutes() * 60));
+  int64_t last_saved = run.resumed ? trainer->state().step : -1;
+  auto save = [&]() -> absl::Status {
+    TrainerState st = trainer->state();
+    st.extra_json = nlohmann::json({{"version_base", base},
+                                    {"stage_start_version", stage_start},
+                                    {"tokens_total", tokens_total}})
+                        .dump();
+    SWARR_RETURN_IF_ERROR(
+        SaveCheckpoint(ctx.checkpoints_dir, *policy, trainer->optimizer(), st, stage.checkpoint().keep_last())
+            .status());
+    last_saved = st.step;
+    return absl::OkStatus();
+  };
+
+  std::string reason;
+  bool interrupted = false;
+  while (true) {
+    if (stop.max_steps() > 0 && trainer->state().step >= stop.max_steps() * per_step) reason = "max_steps";
+    else if (stop.max_tokens() > 0 && tokens_total >= stop.max_tokens()) reason = "max_tokens";
+    else if (has_deadline && Clock::now() >= deadline) reason = "max_minutes";
+    if (!reason.empty()) break;
+
+    std::vector<Group> groups;
+    int64_t current = 0;
+    std::function<void()> hook;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto ready = [&] { return stop_.load() || resolved_.size() >= groups_per_step; };
+      if (has_deadline) {
+        work_cv_.wait_until(lock, deadline, ready);
+      } else {
+        work_cv_.wait(lock, ready);
+      }
+      if (stop_) {
+        interrupted = true;
+        break;
+      }
+      if (resolved_.size() < groups_per_step) continue;  // the deadline passed
+      for (size_t g = 0; g < groups_per_step; ++g) {
+        groups.push_back(std::move(resolved_.front().second));
+        resolved_.pop_front();
+      }
+      current = base + trainer->policy_version();
+      training_groups_ = static_cast<int64_t>(groups_per_step);
+      hook = before_rl_step_;
+      ChangedLocked();
+    }
+    if (hook) hook();
+    // Staleness again at training time (versions may have moved since arrival).
+    std::vector<Trajectory> batch;
+    std::vector<std::string> ids;
+    int64_t stale = 0;
+    for (Group& g : groups) {
+      for (Trajectory& t : g.accepted) {
+        if (t.policy_version < current - ctx.max_staleness || t.policy_version < base) {
+          ++stale;
+          continue;
+        }
+        ids.push_back(t.id);
+        t.policy_version -= base;
+        batch.push_back(std::move(t));
+      }
+    }
+    if (stale > 0) metrics_->dropped_stale.Increment(static_cast<double>(stale));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      counters_.trajectories_dropped_stale += stale;
+      if (batch.empty()) {  // every group was dropped: nothing to train on
+        training_groups_ = 0;
+        ChangedLocked();
+        continue;
+      }
+    }
+    const int64_t version_before = trainer->policy_version();
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
+    if (!m.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      training_groups_ = 0;
+      return m.status();
+    }
+    metrics_->step_seconds.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+    for (const std::string& why : m->skip_reasons) std::cerr << "swarr learner: skipped " << why << "\n";
+    const int64_t version = base + trainer->policy_version();
+    std::shared_ptr<const WeightsBlob> blob;
+    if (trainer->policy_version() != version_before) {
+      v1::WeightVersion v;
+      v.set_version(version);
+      v.set_learner_incarnation(incarnation_);
+      SWARR_ASSIGN_OR_RETURN(WeightsBlob b, SerializeModelWeights(*policy, v));
+      blob = std::make_shared<const WeightsBlob>(std::move(b));
+    }
+    // The ids are on disk before their step's version is visible.
+    SWARR_RETURN_IF_ERROR(trained_log_->Append(ids));
+    metrics_->trained.Increment(static_cast<double>(ids.size()));
+    tokens_total += m->tokens;
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    const std::string line = nlohmann::json({{"step", m->step},
+                                             {"policy_version", version},
+                                             {"loss", m->loss},
+                                             {"lr", m->lr},
+                                             {"tokens", m->tokens},
+                                             {"reward_mean", m->reward_mean},
+                                             {"reward_std", m->reward_std},
+                                             {"kl", m->kl},
+                                             {"clip_frac", m->clip_frac},
+                                             {"entropy", m->entropy},
+                                             {"grad_norm", m->grad_norm},
+                                             {"importance_weight_mean", m->importance_weight_mean},
+                                             {"updates", m->updates},
+                                             {"groups_used", m->groups_used},
+                                             {"groups_dropped_uniform", m->groups_dropped_uniform},
+                                             {"trajectories_invalid", m->trajectories_invalid},
+                                             {"seconds", secs}})
+                                 .dump();
+    // One line per optimizer step: a Step that applied no update (every group dropped as
+    // uniform, or every update skipped) leaves the step count where it was.
+    if (m->updates > 0) {
+      log->Write(line);
+    } else {
+      std::cerr << "swarr learner: " << stage.name() << ": a batch of " << ids.size()
+                << " trajectories gave no update (" << m->groups_dropped_uniform << " uniform groups, "
+                << m->updates_skipped << " skipped updates)\n";
+    }
+    metrics_->loss.Set(m->loss);
+    metrics_->reward.Set(m->reward_mean);
+    metrics_->kl.Set(m->kl);
+    metrics_->clip_fraction.Set(m->clip_frac);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (blob) {
+        versions_[version] = blob;
+        latest_ = version;
+        run_latest_ = std::max(run_latest_, version);
+        EvictLocked();
+        metrics_->policy_version.Set(static_cast<double>(version));
+      }
+      step_ = m->step;
+      last_metrics_ = NumericFields(line);
+      training_groups_ = 0;
+      ChangedLocked();
+    }
+    if (stage.checkpoint().every_steps() > 0 && m->updates > 0 && m->step % stage.checkpoint().every_steps() == 0) {
+      SWARR_RETURN_IF_ERROR(save());
+    }
+    SWARR_RETURN_IF_ERROR(PersistState());
+    if (stop.target_reward() > 0 && m->reward_mean >= stop.target_reward()) {
+      reason = "target_reward";
+      break;
+    }
+  }
+  if (interrupted) {
+    if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+    std::lock_guard<std::mutex> lock(mu_);
+    SWARR_RETURN_IF_ERROR(SavePendingLocked(ctx, trainer->state().step));
+    std::cerr << "swarr learner: " << stage.name() << " interrupted at step " << trainer->state().step
+              << "; checkpoint written\n";
+    return absl::OkStatus();
+  }
+  if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+  SWARR_RETURN_IF_ERROR(CatchTorch("saving the final model", [&]() { return policy->Save(ctx.final_dir); }));
+  SWARR_RETURN_IF_ERROR(CopyTokenizerFiles(ctx.source_dir, ctx.final_dir));
+  std::map<std::string, double> metrics;
+  int64_t latest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics = last_metrics_;
+    latest = latest_;
+  }
+  nlohmann::json done = {{"stage", stage.name()},           {"stop_reason", reason},
+                         {"step", trainer->state().step},   {"version", latest},
+                         {"final_model_dir", ctx.final_dir}, {"metrics", metrics}};
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(ctx.done_path, {done.dump(2)}));
+  std::cerr << "swarr learner: " << stage.name() << " stopped by " << reason << " at step "
+            << trainer->state().step << ", version " << latest << "\n";
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = v1::LearnerStatus::DONE;
+  stop_reason_ = reason;
+  final_model_dir_ = ctx.final_dir;
+  partial_.clear();
+  resolved_.clear();
+  ChangedLocked();
+  return absl::OkStatus();
+}
+
+// Pending trajectories: <stage_dir>/pending.binpb (the accepted trajectories, group by group,
+// as one PushTrajectoriesRequest) and pending.json (the groups, and the checkpoint step they
+// belong to).
+absl::Status LearnerEngine::SavePendingLocked(const StageContext& ctx, int64_t step) {
+  v1::PushTrajectoriesRequest all;
+  nlohmann::json groups = nlohmann::json::array();
+  auto add = [&](const std::string& id, const Group& g, bool complete) {
+    for (const Trajectory& t : g.accepted) *all.add_trajectories() = ToProto(t, g.size);
+    groups.push_back({{"group_id", id},
+                      {"size", g.size},
+                      {"resolved", g.resolved},
+                      {"accepted", g.accepted.size()},
+                      {"dropped", g.dropped},
+                      {"complete", complete}});
+  };
+  for (const auto& [id, g] : resolved_) add(id, g, true);
+  for (const auto& [id, g] : partial_) add(id, g, false);
+  std::string bytes;
+  if (!all.SerializeToString(&bytes)) return absl::InternalError("cannot serialize the buffered trajectories");
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(ctx.stage_dir + "/pending.binpb", {bytes}));
+  nlohmann::json j = {{"stage", ctx.stage.name()}, {"step", step}, {"groups", groups}};
+  return WriteFileAtomically(ctx.stage_dir + "/pending.json", {j.dump()});
+}
+
+absl::Status LearnerEngine::RestorePendingLocked(const StageContext& ctx, int64_t step) {
+  absl::StatusOr<std::string> meta = ReadFile(ctx.stage_dir + "/pending.json");
+  if (!meta.ok()) return absl::OkStatus();  // nothing was buffered
+  nlohmann::json j = nlohmann::json::parse(*meta, nullptr, false);
+  if (!j.is_object() || JsonInt(j, "step", -1) != step || !j.contains("groups") || !j["groups"].is_array()) {
+    return absl::OkStatus();  // written for another checkpoint
+  }
+  SWARR_ASSIGN_OR_RETURN(std::string bytes, ReadFile(ctx.stage_dir + "/pending.binpb"));
+  v1::PushTrajectoriesRequest all;
+  if (!all.ParseFromString(bytes)) return absl::DataLossError("pending.binpb does not parse");
+  int next = 0;
+  int64_t restored = 0;
+  for (const nlohmann::json& g : j["groups"]) {
+    if (!g.is_object() || !g.contains("group_id") || !g["group_id"].is_string()) {
+      return absl::DataLossError("pending.json: malformed group");
+    }
+    const int64_t n = JsonInt(g, "accepted", 0);
+    if (n < 0 || next + n > all.trajectories_size()) return absl::DataLossError("pending.json: counts do not match");
+    Group group;
+    group.size = static_cast<int32_t>(JsonInt(g, "size", 0));
+    group.resolved = static_cast<int32_t>(JsonInt(g, "resolved", 0));
+    bool trained = false;
+    for (int64_t k = 0; k < n; ++k) {
+      const v1::Trajectory& t = all.trajectories(next++);
+      trained = trained || trained_log_->Contains(t.id());
+      group.accepted.push_back(FromProto(t));
+    }
+    if (g.contains("dropped") && g["dropped"].is_array()) {
+      for (const auto& id : g["dropped"]) {
+        if (id.is_string()) group.dropped.push_back(id.get<std::string>());
+      }
+    }
+    if (trained) continue;  // trained after that checkpoint by an earlier learner
+    for (const Trajectory& t : group.accepted) known_ids_.insert(t.id);
+    for (const std::string& id : group.dropped) known_ids_.insert(id);
+    restored += static_cast<int64_t>(group.accepted.size());
+    const std::string id = g["group_id"].get<std::string>();
+    if (g.value("complete", false)) {
+      resolved_.emplace_back(id, std::move(group));
+    } else {
+      partial_[id] = std::move(group);
+    }
+  }
+  std::cerr << "swarr learner: restored " << restored << " buffered trajectories of " << ctx.stage.name() << "\n";
+  work_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PushTrajectories
+
+absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
+    const v1::PushTrajectoriesRequest& request) {
+  std::shared_ptr<const StageContext> ctx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return absl::UnavailableError("the learner is shutting down");
+    ctx = ctx_;
+  }
+  if (!ctx) {
+    return absl::FailedPreconditionError("no rl stage is running (the learner is IDLE: no stage started yet)");
+  }
+  // 1. Structure, without the lock.
+  const int n = request.trajectories_size();
+  std::vector<int> stage_of(n);
+  for (int i = 0; i < n; ++i) {
+    const v1::Trajectory& t = request.trajectories(i);
+    int s = ctx->index;
+    if (!t.stage().empty()) {
+      s = -1;
+      for (int k = 0; k < ctx->pipeline.stages_size(); ++k) {
+        if (ctx->pipeline.stages(k).name() == t.stage()) s = k;
+      }
+      if (s < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.id().empty() ? absl::StrCat("#", i) : t.id(),
+                                                       ": stage: \"", t.stage(), "\" is not a stage of the pipeline"));
+      }
+    }
+    stage_of[i] = s;
+    TrajectoryLimits limits;
+    limits.vocab_size = ctx->vocab_size;
+    limits.max_total_tokens = ctx->max_positions;
+    if (ctx->pipeline.stages(s).has_rl()) limits.max_completion_tokens = ctx->pipeline.stages(s).rl().max_new_tokens();
+    SWARR_RETURN_IF_ERROR(ValidateTrajectory(t, i, limits));
+  }
+
+  // 2. Against the learner's state: decide everything before changing anything.
+  enum Action { kAccept, kDuplicate, kStale, kOver };
+  std::unique_lock<std::mutex> lock(mu_);
+  if (shut_down_) return absl::UnavailableError("the learner is shutting down");
+  if (ctx_ != ctx) {
+    lock.unlock();
+    return PushTrajectories(request);  // the stage changed meanwhile: check again
+  }
+  const bool rl_running = ctx->stage.has_rl() && state_ == v1::LearnerStatus::RUNNING;
+  const int64_t min_accepted = std::max(stage_start_version_, latest_ - ctx->max_staleness);
+  std::vector<Action> actions(n);
+  absl::flat_hash_set<std::string> seen;
+  absl::flat_hash_map<std::string, int32_t> sizes;  // group sizes met in this request
+  for (int i = 0; i < n; ++i) {
+    const v1::Trajectory& t = request.trajectories(i);
+    if (!seen.insert(t.id()).second || known_ids_.contains(t.id()) || trained_log_->Contains(t.id())) {
+      actions[i] = kDuplicate;
+      continue;
+    }
+    const int s = stage_of[i];
+    const bool finished_rl = ctx->pipeline.stages(s).has_rl() &&
+                             (s < ctx->index || (s == ctx->index && state_ == v1::LearnerStatus::DONE));
+    if (finished_rl) {
+      actions[i] = kOver;  // the stage is over: acknowledged, never trained
+      continue;
+    }
+    if (s != ctx->index || !rl_running) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "trajectory ", t.id(), ": no rl stage is running for it (stage ", ctx->pipeline.stages(s).name(),
+          "; the learner is on ", ctx->stage.name(), ", ", v1::LearnerStatus::State_Name(state_), ")"));
+    }
+    if (t.learner_incarnation() != incarnation_) {
+      return absl::FailedPreconditionError(absl::StrCat("trajectory ", t.id(), ": generated by learner incarnation ",
+                                                        t.learner_incarnation(), ", which no longer exists (this is ",
+                                                        incarnation_, ")"));
+    }
+    int64_t oldest = t.policy_version(), newest = t.policy_version();
+    for (int64_t v : t.token_versions()) {
+      oldest = std::min(oldest, v);
+      newest = std::max(newest, v);
+    }
+    if (latest_ < 0 || oldest < first_published_ || newest > latest_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "trajectory ", t.id(), ": versions ", oldest, "..", newest,
+          " were not all published by this learner incarnation (published: ",
+          latest_ < 0 ? "none" : absl::StrCat(first_published_, "..", latest_), ")"));
+    }
+    SWARR_RETURN_IF_ERROR(ValidateTokenVersionOrder(t));
+    int32_t size = t.group_size();
+    if (auto it = partial_.find(t.group_id()); it != partial_.end()) size = it->second.size;
+    if (auto [it, fresh] = sizes.emplace(t.group_id(), size); !fresh) size = it->second;
+    if (size != t.group_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.id(), ": group_size: ", t.group_size(),
+                                                     ", but its group has size ", size));
+    }
+    actions[i] = t.policy_version() < min_accepted ? kStale : kAccept;
+  }
+
+  // 3. Apply.
+  v1::PushTrajectoriesResponse response;
+  int64_t accepted = 0, duplicate = 0, stale = 0;
+  for (int i = 0; i < n; ++i) {
+    const v1::Trajectory& t = request.trajectories(i);
+    v1::TrajectoryAck* ack = response.add_acks();
+    ack->set_id(t.id());
+    switch (actions[i]) {
+      case kDuplicate:
+        ack->set_result(v1::TrajectoryAck::DUPLICATE);
+        ++duplicate;
+        continue;
+      case kOver:
+        ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
+        known_ids_.insert(t.id());
+        ++stale;
+        continue;
+      case kAccept:
+      case kStale:
+        break;
+    }
+    metrics_->staleness.Observe(static_cast<double>(latest_ - t.policy_version()));
+    known_ids_.insert(t.id());
+    auto [it, fresh] = partial_.try_emplace(t.group_id());
+    Group& g = it->second;
+    if (fresh) g.size = t.group_size();
+    if (actions[i] == kAccept) {
+      ack->set_result(v1::TrajectoryAck::ACCEPTED);
+      g.accepted.push_back(FromProto(t));
+      ++accepted;
+    } else {
+      ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
+      g.dropped.push_back(t.id());
+      ++stale;
+    }
+    if (++g.resolved >= g.size) {
+      resolved_.emplace_back(it->first, std::move(g));
+      partial_.erase(it);
+      work_cv_.notify_all();
+    }
+  }
+  counters_.trajectories_received += accepted;
+  counters_.trajectories_duplicate += duplicate;
+  counters_.trajectories_dropped_stale += stale;
+  metrics_->accepted.Increment(static_cast<double>(accepted));
+  metrics_->duplicate.Increment(static_cast<double>(duplicate));
+  metrics_->dropped_stale.Increment(static_cast<double>(stale));
+  if (latest_ >= 0) {
+    response.mutable_latest()->set_version(latest_);
+    response.mutable_latest()->set_learner_incarnation(incarnation_);
+  }
+  ChangedLocked();
+  return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetWeights / GetStatus
+
+absl::StatusOr<std::shared_ptr<const WeightsBlob>> LearnerEngine::GetWeights(
+    const v1::GetWeightsRequest& request) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (latest_ < 0) return absl::NotFoundError("this learner has not published a version yet");
+  if (request.latest()) return versions_.at(latest_);
+  if (!request.learner_incarnation().empty() && request.learner_incarnation() != incarnation_) {
+    return absl::NotFoundError(absl::StrCat("version ", request.version(), " of learner incarnation ",
+                                            request.learner_incarnation(), " is not this learner's (incarnation ",
+                                            incarnation_, ")"));
+  }
+  const int64_t v = request.version();
+  if (v > latest_ || v < first_published_) {
+    return absl::NotFoundError(absl::StrCat("version ", v, " was never published by this learner (published: ",
+                                            first_published_, "..", latest_, ")"));
+  }
+  auto it = versions_.find(v);
+  if (it == versions_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("version ", v, " is no longer kept; the oldest kept is ",
+                                                      versions_.begin()->first, " (newest ", latest_, ")"));
+  }
+  return it->second;
+}
+
+int64_t LearnerEngine::weight_chunk_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return chunk_bytes_;
+}
+
+void LearnerEngine::CountWeightsServed(int64_t bytes) {
+  metrics_->weights_served_bytes.Increment(static_cast<double>(bytes));
+}
+
+v1::LearnerStatus LearnerEngine::GetStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return StatusLocked();
+}
+
+v1::LearnerStatus LearnerEngine::StatusLocked() const {
+  v1::LearnerStatus s;
+  s.set_incarnation(incarnation_);
+  s.set_stage_index(ctx_ ? ctx_->index : -1);
+  if (ctx_) s.set_stage_name(ctx_->stage.name());
+  s.set_state(state_);
+  s.set_error(error_);
+  s.set_step(step_);
+  if (latest_ >= 0) {
+    s.mutable_latest()->set_version(latest_);
+    s.mutable_latest()->set_learner_incarnation(incarnation_);
+  }
+  if (ctx_ && ctx_->stage.has_rl()) {
+    s.set_min_accepted_version(std::max(stage_start_version_, latest_ - ctx_->max_staleness));
+  }
+  s.set_buffered_groups(static_cast<int32_t>(static_cast<int64_t>(resolved_.size()) + training_groups_));
+  s.set_partial_groups(static_cast<int32_t>(partial_.size()));
+  s.set_trajectories_received(counters_.trajectories_received);
+  s.set_trajectories_duplicate(counters_.trajectories_duplicate);
+  s.set_trajectories_dropped_stale(counters_.trajectories_dropped_stale);
+  s.set_trajectories_trained(trained_log_->lines());
+  s.set_trajectory_ids_trained_twice(trained_log_->trained_twice());
+  for (const auto& [k, v] : last_metrics_) (*s.mutable_metrics())[k] = v;
+  s.set_final_model_dir(final_model_dir_);
+  s.set_stop_reason(stop_reason_);
+  return s;
+}
+
+void LearnerEngine::SetBeforeRlStepHookForTest(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  before_rl_step_ = std::move(hook);
+}
+
+bool LearnerEngine::WaitForStatusForTest(const std::function<bool(const v1::LearnerStatus&)>& done,
+                                         double timeout_seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_seconds));
+  return status_cv_.wait_until(lock, deadline, [&] { return done(StatusLocked()); });
+}
+
+}  // namespace swarr

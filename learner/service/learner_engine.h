@@ -1,0 +1,211 @@
+// The learner of docs/services.md as a plain object (no gRPC): it runs the pipeline's stages
+// one at a time as the coordinator asks (StartStage), buffers pushed trajectories into groups
+// and trains on them, publishes weight versions and keeps their serialized bytes, checkpoints,
+// and keeps its counters and trained ids in the run directory. LearnerService
+// (learner_service.h) is the thin gRPC adapter around it.
+//
+// Stages (the stage's model: its model.path, or the previous training stage's final model
+// RUN_DIR/learner/<prev>/final, with the stage's attention settings):
+//   train  SFT from data (learner/sft_stage.h) on a background thread; a version is published
+//          when it starts and when it reaches its stop rule.
+//   rl     pushed trajectories are buffered per group; every `prompts_per_step` resolved groups
+//          (in the order they resolved) one RlTrainer::Step runs on the stage thread and, if it
+//          changed the weights, a new version is published. One line per Step in
+//          RUN_DIR/stages/<stage>/metrics.jsonl (the keys `swarr train` writes).
+//   eval   the model the eval runs is published at once; the stage is DONE.
+// A stage that reached its stop rule writes its final checkpoint, RUN_DIR/learner/<stage>/final
+// (with the source's tokenizer files) and RUN_DIR/learner/<stage>/done.json; StartStage of a
+// stage with done.json (a restarted learner) reports DONE again and re-publishes its final model.
+//
+// Versions: `(version, incarnation)`; numbers count up over the run (state.json remembers
+// the newest); an rl stage resumed from a checkpoint continues from the checkpoint's version
+// under this process's incarnation. The newest max(2, max_staleness + 2) are kept serialized.
+//
+// Thread safety: every public method may be called from any thread (gRPC handler threads).
+#ifndef SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_
+#define SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/rpc/weights_wire.h"
+#include "learner/rl_trainer.h"
+#include "learner/service/learner_metrics.h"
+#include "learner/service/run_state.h"
+#include "learner/service/trajectory_checks.h"
+#include "proto/swarr/v1/learner.pb.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace swarr {
+
+class Model;
+
+struct LearnerEngineOptions {
+  // The run directory (RUN_DIR); learner/ and stages/ are created under it. Required.
+  std::string run_dir;
+  // This process's incarnation; "" = 16 random hex digits. (Tests may fix it.)
+  std::string incarnation;
+  // Where the metrics live (the service's MetricsExporter registry); null = a private one.
+  std::shared_ptr<prometheus::Registry> registry;
+};
+
+class LearnerEngine {
+ public:
+  // Reads RUN_DIR/learner/state.json and trained_ids.log (both optional). kInvalidArgument
+  // for an unusable run directory or a malformed state file.
+  static absl::StatusOr<std::unique_ptr<LearnerEngine>> Create(LearnerEngineOptions options);
+  // Shutdown(), then frees everything.
+  ~LearnerEngine();
+
+  LearnerEngine(const LearnerEngine&) = delete;
+  LearnerEngine& operator=(const LearnerEngine&) = delete;
+
+  // Learner.StartStage. kInvalidArgument: the pipeline fails ValidatePipeline or the index is
+  // out of range; kFailedPrecondition: an earlier stage than the current one. The stage the
+  // learner is on (running, done or failed) is returned unchanged. A later stage interrupts
+  // the current one (checkpointing it). Errors of the stage itself (its model or data) are not
+  // errors of the call: the returned status says FAILED with `error`.
+  absl::StatusOr<v1::LearnerStatus> StartStage(int32_t stage_index, const v1::PipelineConfig& pipeline);
+
+  // Learner.PushTrajectories without the authentication (see learner.proto for the codes).
+  // Every trajectory is validated first; any error rejects the whole call and keeps nothing.
+  absl::StatusOr<v1::PushTrajectoriesResponse> PushTrajectories(const v1::PushTrajectoriesRequest& request);
+
+  // The serialized weights GetWeights streams. kNotFound: never published by this incarnation
+  // (or another incarnation named); kFailedPrecondition: no longer kept (names the oldest kept).
+  absl::StatusOr<std::shared_ptr<const WeightsBlob>> GetWeights(const v1::GetWeightsRequest& request) const;
+  // rpc.weight_chunk_bytes of the pipeline (4 MiB until one is known).
+  int64_t weight_chunk_bytes() const;
+  // Counts bytes a GetWeights stream sent (swarr_learner_weights_served_bytes_total).
+  void CountWeightsServed(int64_t bytes);
+
+  // Learner.GetStatus.
+  v1::LearnerStatus GetStatus() const;
+
+  // The SIGTERM path: the running train / rl stage writes a checkpoint of its current step
+  // (after the step in progress; rl also its buffered trajectories, restored by the next
+  // learner that resumes this checkpoint), its thread stops, state.json is written. Later
+  // calls are answered UNAVAILABLE (pushes, stage starts). Idempotent.
+  absl::Status Shutdown();
+
+  const std::string& incarnation() const { return incarnation_; }
+
+  // Called on the stage thread after an rl Step's groups were taken, before the Step runs.
+  void SetBeforeRlStepHookForTest(std::function<void()> hook);
+
+  // Blocks until `done(GetStatus())` holds (re-checked on every change of the learner's
+  // state) or `timeout_seconds` pass; returns whether it held.
+  bool WaitForStatusForTest(const std::function<bool(const v1::LearnerStatus&)>& done, double timeout_seconds);
+
+ private:
+  struct StageContext;
+  struct Group {
+    int32_t size = 0;
+    int32_t resolved = 0;               // accepted + dropped at arrival
+    std::vector<Trajectory> accepted;   // kept for training
+    std::vector<std::string> dropped;   // ids dropped stale at arrival
+  };
+
+  explicit LearnerEngine(LearnerEngineOptions options);
+  absl::Status Init();
+
+  // Stage bodies, on the stage thread.
+  struct RlRun;  // an rl stage's model, trainer and version numbering (learner_engine.cc)
+  void RunStageThread(std::shared_ptr<const StageContext> ctx, std::shared_ptr<RlRun> rl);
+  absl::Status RunTrainStage(const StageContext& ctx);
+  // Loads the rl stage's model (or its newest checkpoint), restores the trajectories buffered
+  // when it was interrupted and publishes its first version; on StartStage's thread.
+  absl::StatusOr<std::shared_ptr<RlRun>> PrepareRlStage(const StageContext& ctx);
+  absl::Status RunRlStage(const StageContext& ctx, RlRun& run);
+  // Eval stages and stages with done.json: loads and publishes the stage's model (on the
+  // caller's thread) and returns what the status reports.
+  struct FinishedStage {
+    int64_t step = 0;
+    std::string stop_reason;
+    std::map<std::string, double> metrics;
+    std::string final_model_dir;
+  };
+  absl::StatusOr<FinishedStage> PublishFinishedStage(const StageContext& ctx);
+
+  // Serializes `model` as version `version` and makes it the newest. Persists state.json.
+  absl::Status PublishModel(const Model& model, int64_t version);
+  int64_t NextVersionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // state.json from a snapshot of the counters and versions.
+  absl::Status PersistState();
+  // Ends the running stage thread (it checkpoints) and waits for it.
+  void StopStageThread();
+  void SetFailed(const std::string& error);
+  void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { status_cv_.notify_all(); }
+  v1::LearnerStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Buffered trajectories of an interrupted rl stage, for the next learner.
+  absl::Status SavePendingLocked(const StageContext& ctx, int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RestorePendingLocked(const StageContext& ctx, int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const LearnerEngineOptions options_;
+  const std::string incarnation_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<LearnerMetrics> metrics_;
+  std::unique_ptr<TrainedIdsLog> trained_log_;
+
+  std::mutex lifecycle_mu_;  // serializes StartStage / Shutdown (they join the stage thread)
+  std::thread stage_thread_;  // guarded by lifecycle_mu_
+  std::mutex persist_mu_;     // serializes state.json writes
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;           // stage thread: groups resolved / stop
+  mutable std::condition_variable status_cv_; // WaitForStatusForTest
+  std::atomic<bool> stop_{false};             // the stage thread must checkpoint and end
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+
+  // The stage.
+  std::shared_ptr<const StageContext> ctx_ ABSL_GUARDED_BY(mu_);
+  v1::LearnerStatus::State state_ ABSL_GUARDED_BY(mu_) = v1::LearnerStatus::IDLE;
+  std::string error_ ABSL_GUARDED_BY(mu_);
+  int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, double> last_metrics_ ABSL_GUARDED_BY(mu_);
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
+  std::string final_model_dir_ ABSL_GUARDED_BY(mu_);
+  int64_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = int64_t{4} << 20;
+
+  // Versions of this incarnation.
+  std::map<int64_t, std::shared_ptr<const WeightsBlob>> versions_ ABSL_GUARDED_BY(mu_);
+  int64_t latest_ ABSL_GUARDED_BY(mu_) = -1;           // newest published by this incarnation
+  int64_t first_published_ ABSL_GUARDED_BY(mu_) = -1;  // oldest published by this incarnation
+  int64_t run_latest_ ABSL_GUARDED_BY(mu_) = -1;       // newest published in the run (state.json)
+  int64_t stage_start_version_ ABSL_GUARDED_BY(mu_) = 0;  // rl: the stage's first version
+  int64_t keep_versions_ ABSL_GUARDED_BY(mu_) = 2;
+
+  // rl buffer.
+  absl::flat_hash_map<std::string, Group> partial_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, Group>> resolved_ ABSL_GUARDED_BY(mu_);
+  // Groups taken by the Step in progress: still reported as buffered until that Step's version
+  // is published, so the coordinator's in-flight bound holds across the Step (with
+  // max_staleness 0 nothing is dispatched for a version about to be replaced).
+  int64_t training_groups_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<void()> before_rl_step_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here
+
+  LearnerRunState counters_ ABSL_GUARDED_BY(mu_);  // received / duplicate / dropped_stale
+};
+
+}  // namespace swarr
+
+#endif  // SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_

@@ -1,0 +1,104 @@
+#include "learner/service/learner_service.h"
+
+#include <chrono>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/status.h"
+#include "common/util/status_macros.h"
+
+namespace swarr {
+namespace {
+
+// Nothing thrown by the engine (a bug, or LibTorch outside a CatchTorch) may take the server
+// down: it becomes INTERNAL.
+template <typename Fn>
+grpc::Status Guard(const char* method, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(method, ": ", e.what()));
+  } catch (...) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(method, ": unknown exception"));
+  }
+}
+
+}  // namespace
+
+LearnerService::LearnerService(LearnerServiceOptions options) : options_(std::move(options)) {}
+
+LearnerService::~LearnerService() { (void)Shutdown(); }
+
+absl::Status LearnerService::Start() {
+  if (engine_ != nullptr) return absl::FailedPreconditionError("LearnerService::Start called twice");
+  LearnerEngineOptions eo;
+  eo.run_dir = options_.run_dir;
+  eo.incarnation = options_.incarnation;
+  eo.registry = options_.metrics_registry;
+  SWARR_ASSIGN_OR_RETURN(engine_, LearnerEngine::Create(eo));
+  SWARR_ASSIGN_OR_RETURN(RunningServer running,
+                         StartServer(options_.listen, {this}, options_.security, options_.limits));
+  server_ = std::move(running.server);
+  port_ = running.port;
+  if (!options_.port_file.empty()) SWARR_RETURN_IF_ERROR(WritePortFile(options_.port_file, port_));
+  return absl::OkStatus();
+}
+
+absl::Status LearnerService::Shutdown(double grace_seconds) {
+  if (shut_down_) return absl::OkStatus();
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(grace_seconds * 1000)));
+  }
+  absl::Status st = engine_ != nullptr ? engine_->Shutdown() : absl::OkStatus();
+  if (server_ != nullptr) server_->Wait();
+  return st;
+}
+
+grpc::Status LearnerService::PushTrajectories(grpc::ServerContext* context, const v1::PushTrajectoriesRequest* request,
+                                              v1::PushTrajectoriesResponse* response) {
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("PushTrajectories", [&] {
+    absl::StatusOr<v1::PushTrajectoriesResponse> r = engine_->PushTrajectories(*request);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status LearnerService::GetWeights(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
+                                        grpc::ServerWriter<v1::WeightsChunk>* writer) {
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("GetWeights", [&] {
+    absl::StatusOr<std::shared_ptr<const WeightsBlob>> blob = engine_->GetWeights(*request);
+    if (!blob.ok()) return ToGrpcStatus(blob.status());
+    absl::Status st = WriteWeightsStream(**blob, engine_->weight_chunk_bytes(), writer);
+    if (!st.ok()) return ToGrpcStatus(st);
+    engine_->CountWeightsServed(static_cast<int64_t>((*blob)->data.size()));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status LearnerService::GetStatus(grpc::ServerContext* context, const v1::GetLearnerStatusRequest* request,
+                                       v1::LearnerStatus* response) {
+  (void)request;
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("GetStatus", [&] {
+    *response = engine_->GetStatus();
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status LearnerService::StartStage(grpc::ServerContext* context, const v1::StartStageRequest* request,
+                                        v1::LearnerStatus* response) {
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("StartStage", [&] {
+    absl::StatusOr<v1::LearnerStatus> r = engine_->StartStage(request->stage_index(), request->pipeline());
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace swarr

@@ -1,0 +1,210 @@
+#include "learner/stage_common.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/math/datasets.h"
+#include "common/math/synthetic.h"
+#include "common/tokenizer/chat_template.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/util/file.h"
+#include "common/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace swarr {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> LoadStageModel(const v1::ModelSpec& spec, uint64_t seed,
+                                                      const std::string& resume_dir) {
+  ModelOptions opts;
+  if (!spec.device().empty()) opts.device = spec.device();
+  // "" = float32 on the CPU, bfloat16 compute on CUDA (AdamW keeps float32 master weights).
+  opts.dtype = spec.dtype();
+  if (spec.attention().window() > 0) opts.conversion.window = spec.attention().window();
+  for (int64_t w : spec.attention().layer_windows()) opts.conversion.layer_windows.push_back(w);
+  if (spec.attention().sinks() > 0) opts.conversion.attention_sinks = spec.attention().sinks();
+  if (!resume_dir.empty()) return Model::Load(resume_dir, opts);
+  const std::string& dir = spec.path();
+  if (Exists(dir + "/model.safetensors") || Exists(dir + "/model.safetensors.index.json")) {
+    return Model::Load(dir, opts);
+  }
+  SWARR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  return Model::RandomInit(config, seed, opts);
+}
+
+absl::StatusOr<std::vector<SftExample>> BuildSftData(const v1::DataSpec& data, const Model& model,
+                                                     const std::string& model_dir) {
+  std::vector<SftExample> out;
+  if (data.format() == "synthetic") {
+    SWARR_RETURN_IF_ERROR(ValidateSyntheticTask(data.synthetic_task()));
+    if (model.config().vocab_size < CharVocab::kSize) {
+      return absl::InvalidArgumentError(absl::StrCat("data.synthetic_task needs vocab_size >= ", CharVocab::kSize,
+                                                     ", the model has ", model.config().vocab_size));
+    }
+    // 0 = "endless": a pool large enough that toy runs never repeat an epoch.
+    const int64_t n = data.synthetic_size() > 0 ? data.synthetic_size() : 20000;
+    std::mt19937_64 rng(data.seed());
+    for (int64_t i = 0; i < n; ++i) {
+      SyntheticProblem p = MakeSyntheticProblem(data.synthetic_task(), rng);
+      SftExample e;
+      SWARR_ASSIGN_OR_RETURN(e.prompt, CharVocab::Encode(p.prompt));
+      SWARR_ASSIGN_OR_RETURN(e.response, CharVocab::Encode(p.response));
+      e.response.push_back(CharVocab::kEos);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+  // Tokenised text data.
+  std::string tok_path = data.tokenizer();
+  if (tok_path.empty()) tok_path = model_dir + "/tokenizer.json";
+  auto tokenizer = Tokenizer::FromFile(tok_path);
+  if (!tokenizer.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("data.tokenizer: ", tokenizer.status().message()));
+  }
+  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
+  ChatTemplateOptions chat;
+  chat.system_prompt = data.system_prompt();
+  if (templ != "none") {
+    SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
+  }
+  if (model.config().eos_token_ids.empty()) return absl::InvalidArgumentError("the model config has no eos_token_id");
+  const int64_t eos = model.config().eos_token_ids[0];
+  auto add = [&](const std::string& prompt, const std::string& response, const std::string& where) -> absl::Status {
+    SftExample e;
+    const std::string text = templ == "none" ? prompt : ApplyChatTemplate({{"user", prompt}}, chat);
+    auto p = (*tokenizer)->Encode(text);
+    auto r = (*tokenizer)->Encode(response);
+    if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: ", p.status().message()));
+    if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": response: ", r.status().message()));
+    e.prompt = std::move(*p);
+    e.response = std::move(*r);
+    e.response.push_back(eos);
+    out.push_back(std::move(e));
+    return absl::OkStatus();
+  };
+  if (data.format() == "prompt_response") {
+    std::ifstream in(data.path());
+    if (!in) return absl::NotFoundError(absl::StrCat("data.path: cannot open ", data.path()));
+    const std::string pf = data.prompt_field().empty() ? "prompt" : data.prompt_field();
+    const std::string rf = data.response_field().empty() ? "response" : data.response_field();
+    std::string line;
+    for (int64_t n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = absl::StrCat(data.path(), ":", n);
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
+      for (const std::string& f : {pf, rf}) {
+        if (!j.contains(f) || !j[f].is_string()) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ": field '", f, "' must be a string"));
+        }
+      }
+      SWARR_RETURN_IF_ERROR(add(j[pf].get<std::string>(), j[rf].get<std::string>(), where));
+    }
+    return out;
+  }
+  DatasetSpec spec;
+  SWARR_ASSIGN_OR_RETURN(spec.format, ParseDatasetFormat(data.format()));
+  spec.path = data.path();
+  if (!data.question_field().empty()) spec.question_field = data.question_field();
+  if (!data.answer_field().empty()) spec.answer_field = data.answer_field();
+  spec.shuffle = data.shuffle();
+  spec.seed = data.seed();
+  SWARR_ASSIGN_OR_RETURN(auto reader, DatasetReader::Open(spec));
+  while (true) {
+    SWARR_ASSIGN_OR_RETURN(auto problem, reader->Next());
+    if (!problem.has_value()) break;
+    const std::string& target = problem->solution.empty() ? problem->answer : problem->solution;
+    SWARR_RETURN_IF_ERROR(add(problem->question, target, problem->id));
+  }
+  return out;
+}
+
+AdamWOptions AdamFromConfig(const v1::OptimizerConfig& c) {
+  AdamWOptions o;
+  if (c.has_beta1()) o.beta1 = c.beta1();
+  if (c.has_beta2()) o.beta2 = c.beta2();
+  if (c.has_eps()) o.eps = c.eps();
+  if (c.has_grad_clip()) o.grad_clip = c.grad_clip();
+  o.weight_decay = c.weight_decay();
+  return o;
+}
+
+LrSchedule ScheduleFromConfig(const v1::OptimizerConfig& c, int64_t max_steps) {
+  LrSchedule s;
+  s.lr = c.lr();
+  s.warmup_steps = c.warmup_steps();
+  s.total_steps = max_steps;
+  s.kind = c.schedule().empty() ? "constant" : c.schedule();
+  s.min_lr_ratio = c.min_lr_ratio();
+  return s;
+}
+
+RlOptions RlOptionsFromStage(const v1::Stage& stage) {
+  const v1::RlConfig& cfg = stage.rl();
+  const double temperature = cfg.has_temperature() ? cfg.temperature() : 1.0;
+  RlOptions opts;
+  opts.loss.clip_low = cfg.clip_low() > 0 ? cfg.clip_low() : 0.2;
+  opts.loss.clip_high = cfg.clip_high() > 0 ? cfg.clip_high() : opts.loss.clip_low;
+  opts.loss.aggregation =
+      cfg.loss_aggregation() == "sequence_mean" ? LossAggregation::kSequenceMean : LossAggregation::kTokenMean;
+  opts.loss.kl_coef = cfg.kl_coef();
+  opts.loss.max_importance_weight = cfg.max_importance_weight();
+  opts.advantages.divide_by_std = cfg.std_normalize_advantages();
+  opts.temperature = temperature > 0 ? temperature : 1.0;
+  opts.epochs = std::max<int64_t>(1, cfg.epochs());
+  opts.minibatches = std::max<int64_t>(1, cfg.minibatches());
+  opts.dynamic_sampling = cfg.dynamic_sampling();
+  opts.max_staleness = cfg.max_staleness();
+  opts.schedule = ScheduleFromConfig(stage.optimizer(), stage.stop().max_steps() * opts.epochs * opts.minibatches);
+  opts.adam = AdamFromConfig(stage.optimizer());
+  return opts;
+}
+
+int64_t RlUpdatesPerStep(const v1::RlConfig& config) {
+  return std::max<int64_t>(1, config.epochs()) * std::max<int64_t>(1, config.minibatches());
+}
+
+absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path, int64_t keep_up_to_step) {
+  std::vector<std::string> kept;
+  if (auto text = ReadFile(path); text.ok()) {
+    std::istringstream in(*text);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<int64_t>() <= keep_up_to_step) {
+        kept.push_back(line + "\n");
+      }
+    }
+  }
+  std::vector<std::string_view> pieces(kept.begin(), kept.end());
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(path, pieces));
+  auto log = std::unique_ptr<MetricsLog>(new MetricsLog());
+  log->file_ = std::fopen(path.c_str(), "a");
+  if (log->file_ == nullptr) return absl::InternalError(absl::StrCat("cannot append to ", path));
+  return log;
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void MetricsLog::Write(const std::string& json_line) {
+  std::fputs(json_line.c_str(), file_);
+  std::fputc('\n', file_);
+  std::fflush(file_);
+}
+
+}  // namespace swarr

@@ -1,0 +1,65 @@
+// What every runner of a `train` / `rl` stage shares (the `swarr train` command and the learner
+// service): the stage's model and SFT data built from its config, the optimizer / schedule / RL
+// options with the schema's documented defaults, and the stage's metrics log.
+//
+// No torch headers beyond <ATen/core/Tensor.h> (through common/model/model.h).
+#ifndef SWARR_LEARNER_STAGE_COMMON_H_
+#define SWARR_LEARNER_STAGE_COMMON_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model/model.h"
+#include "learner/optimizer.h"
+#include "learner/rl_trainer.h"
+#include "learner/sft_trainer.h"
+#include "proto/swarr/v1/config.pb.h"
+
+namespace swarr {
+
+// The stage's model: `resume_dir` when resuming, else spec.path (an HF checkpoint, or a
+// directory with only config.json, which is initialised randomly with `seed`), with the
+// stage's attention settings (spec.attention) applied either way.
+absl::StatusOr<std::unique_ptr<Model>> LoadStageModel(const v1::ModelSpec& spec, uint64_t seed,
+                                                      const std::string& resume_dir);
+
+// SFT examples of a `train` stage, tokenised: synthetic tasks with the character vocabulary,
+// prompt_response JSONL and the math data sets through the tokenizer and chat template.
+// `model_dir` is where the model came from (its tokenizer.json unless data.tokenizer is set).
+absl::StatusOr<std::vector<SftExample>> BuildSftData(const v1::DataSpec& data, const Model& model,
+                                                     const std::string& model_dir);
+
+// AdamW options and LR schedule from the config, with the proto's documented defaults.
+AdamWOptions AdamFromConfig(const v1::OptimizerConfig& config);
+LrSchedule ScheduleFromConfig(const v1::OptimizerConfig& config, int64_t max_steps);
+
+// RlTrainer options of an `rl` stage (clips, aggregation, KL, temperature, epochs x minibatches,
+// dynamic sampling, staleness, schedule over max_steps x epochs x minibatches optimizer steps).
+// REQUIRES: stage.has_rl().
+RlOptions RlOptionsFromStage(const v1::Stage& stage);
+
+// Optimizer steps RlTrainer takes per Step (epochs x minibatches; >= 1): the stop rule's
+// max_steps counts Steps, the trainer's step counter optimizer steps.
+int64_t RlUpdatesPerStep(const v1::RlConfig& config);
+
+// PATH (a stage's metrics.jsonl): one JSON object per optimizer step, appended and flushed
+// line by line. On resume, lines after the checkpoint's step are dropped so no step appears
+// twice. Not thread-safe.
+class MetricsLog {
+ public:
+  static absl::StatusOr<std::unique_ptr<MetricsLog>> Open(const std::string& path, int64_t keep_up_to_step);
+  ~MetricsLog();
+  void Write(const std::string& json_line);
+
+ private:
+  MetricsLog() = default;
+  FILE* file_ = nullptr;
+};
+
+}  // namespace swarr
+
+#endif  // SWARR_LEARNER_STAGE_COMMON_H_

@@ -441,7 +441,7 @@ void Coordinator::HandleLearnerStatus(int32_t stage, const v1::LearnerStatus& st
         break;
       case v1::LearnerStatus::DONE:
         if (s.has_eval()) {
-          if (!eval_groups_created_) CreateEvalGroupsLocked(st.latest().version());
+          if (!eval_groups_created_) CreateEvalGroupsLocked(st.latest());
           check_eval = true;
         } else {
           std::map<std::string, double> m(st.metrics().begin(), st.metrics().end());
@@ -679,6 +679,7 @@ void Coordinator::DispatchRlLocked(const v1::LearnerStatus& st, int64_t finish_m
     sp->set_top_k(rl.top_k());
     for (int64_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<int32_t>(id));
     pg.set_min_policy_version(st.latest().version());
+    pg.set_learner_incarnation(st.latest().learner_incarnation());
     pg.set_reward(reward_kind_);
     pg.set_seed(SplitMix64(s.seed() ^ SplitMix64(static_cast<uint64_t>(n) + 1)));
     g.tokens = (static_cast<int64_t>(prompt.ids.size()) + pg.max_new_tokens()) * pg.num_samples();
@@ -691,7 +692,7 @@ void Coordinator::DispatchRlLocked(const v1::LearnerStatus& st, int64_t finish_m
   }
 }
 
-void Coordinator::CreateEvalGroupsLocked(int64_t version) {
+void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
   const int32_t stage = state_.stage_index;
   const v1::Stage& s = options_.pipeline.stages(stage);
   const v1::EvalConfig& e = s.eval();
@@ -714,7 +715,8 @@ void Coordinator::CreateEvalGroupsLocked(int64_t version) {
     sp->set_greedy(e.greedy());
     sp->set_temperature(e.has_temperature() ? e.temperature() : 1.0);
     for (int64_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<int32_t>(id));
-    pg.set_min_policy_version(version);
+    pg.set_min_policy_version(version.version());
+    pg.set_learner_incarnation(version.learner_incarnation());
     pg.set_reward(reward_kind_);
     pg.set_seed(SplitMix64(s.seed() ^ SplitMix64(static_cast<uint64_t>(p) + 1)));
     pg.set_eval(true);
@@ -727,7 +729,7 @@ void Coordinator::CreateEvalGroupsLocked(int64_t version) {
   }
   eval_groups_created_ = true;
   Log(absl::StrCat("eval stage '", s.name(), "': ", eval_problems_, " problems, ", created,
-                   " to generate with version ", version));
+                   " to generate with version ", version.version()));
 }
 
 Coordinator::Worker* Coordinator::FindWorkerForLocked(const Group& g) {
@@ -770,9 +772,12 @@ void Coordinator::DispatchPendingLocked(Outbox* out) {
     Group& g = it->second;
     Worker* w = FindWorkerForLocked(g);
     if (w == nullptr) return;
-    if (g.ever_sent && !g.group.eval() && learner_.latest().version() > g.group.min_policy_version()) {
+    if (g.ever_sent && !g.group.eval() &&
+        (learner_.latest().version() > g.group.min_policy_version() ||
+         learner_.latest().learner_incarnation() != g.group.learner_incarnation())) {
       // A re-assigned rl group: generate it with the current weights.
       g.group.set_min_policy_version(learner_.latest().version());
+      g.group.set_learner_incarnation(learner_.latest().learner_incarnation());
     }
     v1::Assignment a;
     *a.mutable_group() = g.group;

@@ -171,7 +171,7 @@ class Coordinator {
   void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchRlLocked(const v1::LearnerStatus& status, int64_t finish_mark, Outbox* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CreateEvalGroupsLocked(int64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CreateEvalGroupsLocked(const v1::WeightVersion& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchPendingLocked(Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Worker* FindWorkerForLocked(const Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnassignLocked(Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

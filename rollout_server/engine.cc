@@ -335,8 +335,12 @@ void RolloutEngine::AdmitLocked(std::vector<std::function<void()>>* calls) {
     auto it = groups_.find(h);
     if (it == groups_.end()) continue;
     std::shared_ptr<Group> g = it->second;
-    if (g->proto.min_policy_version() > loaded_.version()) {
-      wanted_version_ = std::max<int64_t>(wanted_version_, g->proto.min_policy_version());
+    // Weights too old, or from a learner incarnation that is gone (a restarted learner numbers
+    // its versions anew: only the same incarnation's numbers compare): load the newest first.
+    if (g->proto.min_policy_version() > loaded_.version() ||
+        (!g->proto.learner_incarnation().empty() &&
+         g->proto.learner_incarnation() != loaded_.learner_incarnation())) {
+      wanted_version_ = std::max<int64_t>({wanted_version_, g->proto.min_policy_version(), 0});
       continue;
     }
     if (!g->started) {

@@ -283,6 +283,28 @@ TEST(RolloutServerTest, WeightUpdateMidSequenceChangesTokenVersions) {
   }));
 }
 
+// A restarted learner numbers its versions anew (here 1 again, under incarnation "inc-B"): a
+// group of the new incarnation is generated with the new incarnation's weights, although the
+// worker's loaded version number is not older.
+TEST(RolloutServerTest, GroupOfANewLearnerIncarnationLoadsItsWeightsFirst) {
+  Cluster c;
+  ASSERT_TRUE(c.Registered());
+  v1::PromptGroup first = Group("rl/a", 1, 4, 3);
+  c.coordinator.SendGroup(first);
+  ASSERT_TRUE(WaitUntil([&] { return c.coordinator.finished().count("rl/a") > 0; }));
+  auto restarted = SharpRandomModel(TestConfig(), 43);
+  c.learner.Publish(BlobOf(*restarted, Version(1, "inc-B")));
+  v1::PromptGroup g = Group("rl/b", 2, 4, 5, /*min_version=*/1);
+  g.set_learner_incarnation("inc-B");
+  c.coordinator.SendGroup(g);
+  ASSERT_TRUE(WaitUntil([&] { return c.learner.accepted().count("rl/b/1") > 0; }));
+  for (const v1::Trajectory& t : c.At("rl/b", 2)) {
+    EXPECT_EQ(t.learner_incarnation(), "inc-B");
+    EXPECT_EQ(t.policy_version(), 1);
+  }
+  ExpectLike(c.At("rl/b", 2), Reference(*restarted, g));
+}
+
 TEST(RolloutServerTest, EvalGroupsAreReportedToTheCoordinator) {
   Cluster c;
   ASSERT_TRUE(c.Registered());

@@ -136,6 +136,8 @@ TEST(DemoConfigsTest, PipelinesAgreeWithTheStageFiles) {
   // In the pipeline, stages after the first start from the previous stage's model.
   sft.mutable_model()->clear_path();
   rl.mutable_model()->clear_path();
+  // The pipeline's rl stage also logs its trajectories (swarr demo plots their style per step).
+  rl.mutable_rl()->set_log_trajectories(true);
   auto same = [](v1::Stage a, v1::Stage b) {
     a.clear_name();
     b.clear_name();

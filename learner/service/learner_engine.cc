@@ -441,6 +441,8 @@ struct LearnerEngine::RlRun {
   std::unique_ptr<Model> policy, reference;
   std::unique_ptr<RlTrainer> trainer;
   std::unique_ptr<MetricsLog> log;
+  // rl.log_trajectories: RUN_DIR/stages/<name>/trajectories.jsonl (null when off).
+  std::unique_ptr<MetricsLog> trajectories;
   bool resumed = false;
   // Global version = base + the trainer's own policy version (which starts at 0).
   int64_t base = 0;
@@ -499,6 +501,13 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     }
   }
   SWARR_ASSIGN_OR_RETURN(run->log, MetricsLog::Open(ctx.metrics_path, trainer.state().step));
+  if (ctx.stage.rl().log_trajectories()) {
+    // Same truncation on resume as metrics.jsonl: lines of steps after the checkpoint go.
+    SWARR_ASSIGN_OR_RETURN(run->trajectories,
+                           MetricsLog::Open(absl::StrCat(options_.run_dir, "/stages/", ctx.stage.name(),
+                                                         "/trajectories.jsonl"),
+                                            trainer.state().step));
+  }
   SWARR_RETURN_IF_ERROR(PublishModel(*run->policy, publish));
   return run;
 }
@@ -592,6 +601,16 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
         continue;
       }
     }
+    // rl.log_trajectories: what this step trains on, written once the step is known.
+    std::vector<nlohmann::json> trained_lines;
+    if (run.trajectories) {
+      for (const Trajectory& t : batch) {
+        trained_lines.push_back({{"id", t.id},
+                                 {"policy_version", t.policy_version + base},
+                                 {"reward", t.reward},
+                                 {"completion_ids", t.completion}});
+      }
+    }
     const int64_t version_before = trainer->policy_version();
     const Clock::time_point t0 = Clock::now();
     absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
@@ -638,6 +657,10 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     // uniform, or every update skipped) leaves the step count where it was.
     if (m->updates > 0) {
       log->Write(line);
+      for (nlohmann::json& t : trained_lines) {
+        t["step"] = m->step;
+        run.trajectories->Write(t.dump());
+      }
     } else {
       std::cerr << "swarr learner: " << stage.name() << ": a batch of " << ids.size()
                 << " trajectories gave no update (" << m->groups_dropped_uniform << " uniform groups, "

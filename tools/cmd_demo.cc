@@ -187,7 +187,7 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
     wf_series.points.push_back({static_cast<double>(step), static_cast<double>(c.first) / static_cast<double>(c.second)});
   }
   PlotSeries greedy{"greedy accuracy, held-out set (SWA-SFT at 0, SWA-RL at the end)",
-                    {{0, sft.accuracy}, {last_step, rl.accuracy}}, true, true};
+                    {{0, sft.accuracy}, {last_step, rl.accuracy}}, true, false, /*line=*/false};
   PlotSeries sa_line{"SA model, greedy accuracy", {{0, sa.accuracy}, {last_step, sa.accuracy}}, false, true};
 
   SWARR_RETURN_IF_ERROR(MakeDirs(run_dir + "/plots"));
@@ -206,7 +206,8 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
   p2.x_label = "RL step";
   p2.y_label = "share";
   wf_series.markers = wf_series.points.size() < 30;
-  p2.series = {wf_series, PlotSeries{"greedy, held-out set", {{0, sft.wf_share}, {last_step, rl.wf_share}}, true, true}};
+  p2.series = {wf_series,
+               PlotSeries{"greedy, held-out set", {{0, sft.wf_share}, {last_step, rl.wf_share}}, true, false, false}};
   p2.x_lo = 0;
   p2.x_hi = last_step;
   p2.y_lo = 0;
@@ -216,6 +217,7 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
   p3.title = absl::StrCat("KV cache per sequence (", sa_config.num_hidden_layers, " layers, W = ", window, ")");
   p3.x_label = "sequence length (tokens)";
   p3.y_label = "bytes";
+  p3.log_x = true;
   p3.log_y = true;
   PlotSeries kv_sa_s{"SA (full attention)", {}, true, false}, kv_swa_s{absl::StrCat("SWA, window ", window), {}, true, false};
   for (int64_t len = 16; len <= 16384; len *= 2) {

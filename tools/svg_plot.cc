@@ -71,10 +71,11 @@ std::string RenderSvg(const LinePlot& plot) {
     if (ylo == yhi) ylo = dylo, yhi = dyhi > dylo ? dyhi : dylo + 1;
   }
   auto ty = [&](double y) { return plot.log_y ? std::log10(std::max(y, 1e-300)) : y; };
-  const double tylo = ty(ylo), tyhi = ty(yhi);
+  auto tx = [&](double x) { return plot.log_x ? std::log10(std::max(x, 1e-300)) : x; };
+  const double tylo = ty(ylo), tyhi = ty(yhi), txlo = tx(xlo), txhi = tx(xhi);
   const double left = 70, right = 20, top = 40, bottom = 50;
   const double pw = plot.width - left - right, ph = plot.height - top - bottom;
-  auto px = [&](double x) { return left + (x - xlo) / (xhi - xlo) * pw; };
+  auto px = [&](double x) { return left + (tx(x) - txlo) / (txhi - txlo) * pw; };
   auto py = [&](double y) { return top + ph - (ty(y) - tylo) / (tyhi - tylo) * ph; };
 
   std::string out = absl::StrFormat(
@@ -84,7 +85,13 @@ std::string RenderSvg(const LinePlot& plot) {
   absl::StrAppendFormat(&out, "<text x=\"%d\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n",
                         plot.width / 2, Escape(plot.title));
   // Grid and ticks.
-  for (double t : Ticks(xlo, xhi)) {
+  std::vector<double> xticks;
+  if (plot.log_x) {
+    for (double e = std::ceil(txlo); e <= txhi + 1e-9; e += 1) xticks.push_back(std::pow(10.0, e));
+  } else {
+    xticks = Ticks(xlo, xhi);
+  }
+  for (double t : xticks) {
     absl::StrAppendFormat(&out,
                           "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
                           "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
@@ -113,13 +120,13 @@ std::string RenderSvg(const LinePlot& plot) {
   for (size_t i = 0; i < plot.series.size(); ++i) {
     const PlotSeries& s = plot.series[i];
     const char* color = kColors[i % (sizeof(kColors) / sizeof(kColors[0]))];
-    if (s.points.size() > 1) {
+    if (s.line && s.points.size() > 1) {
       std::string pts;
       for (auto [x, y] : s.points) absl::StrAppendFormat(&pts, "%.1f,%.1f ", px(x), py(y));
       absl::StrAppendFormat(&out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"%s\"/>\n",
                             color, s.dashed ? " stroke-dasharray=\"6,4\"" : "", pts);
     }
-    if (s.markers || s.points.size() == 1) {
+    if (s.markers || !s.line || s.points.size() == 1) {
       for (auto [x, y] : s.points) {
         absl::StrAppendFormat(&out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", px(x), py(y), color);
       }

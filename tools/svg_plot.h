@@ -14,6 +14,7 @@ struct PlotSeries {
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in order
   bool markers = false;                           // draw a dot at each point
   bool dashed = false;
+  bool line = true;                               // false: markers only
 };
 
 struct LinePlot {
@@ -21,7 +22,7 @@ struct LinePlot {
   std::vector<PlotSeries> series;
   // Axis ranges; when lo == hi they are taken from the data.
   double x_lo = 0, x_hi = 0, y_lo = 0, y_hi = 0;
-  bool log_y = false;  // logarithmic y axis (values must be > 0)
+  bool log_x = false, log_y = false;  // logarithmic axes (values must be > 0)
   int width = 640, height = 360;
 };
 

@@ -12,10 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <grpcpp/grpcpp.h>
 
@@ -27,6 +23,7 @@
 #include "coordinator/state.h"
 #include "coordinator/status_format.h"
 #include "gmock/gmock.h"
+#include "common/testing/http_get.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/swarr/v1/coordinator.grpc.pb.h"
@@ -395,27 +392,8 @@ std::unique_ptr<CoordinatorServer> StartCoordinator(const v1::PipelineConfig& pi
 
 std::string Address(const CoordinatorServer& s) { return absl::StrCat("127.0.0.1:", s.port()); }
 
-// GET /metrics over a plain socket: the body.
-std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const size_t body = out.find("\r\n\r\n");
-  return body == std::string::npos ? "" : out.substr(body + 4);
-}
+// GET /metrics: the body.
+std::string Scrape(int port) { return testing_http::GetBody(port, "/metrics"); }
 
 // The value of the series `series` (name and labels exactly as exported), NaN if absent.
 double Metric(const std::string& text, const std::string& series) {

@@ -27,6 +27,9 @@ struct RolloutEngine::Group {
   absl::Time received;
   std::deque<int> todo;  // sample indices not started (or to restart)
   bool started = false;
+  // latest_loads_ when the group arrived: a "latest" load completed after it tells the group's
+  // learner incarnation is gone (see AdmitLocked).
+  int64_t latest_loads_at_arrival = 0;
   int attempts = 0;  // failed batches it was part of
   int finished = 0;
   std::vector<SampleResult> results;
@@ -159,6 +162,7 @@ absl::StatusOr<uint64_t> RolloutEngine::Submit(v1::PromptGroup group, GroupSourc
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::FailedPreconditionError("the engine is stopped");
   g->handle = next_handle_++;
+  g->latest_loads_at_arrival = latest_loads_;
   groups_[g->handle] = g;
   pending_.push_back(g->handle);
   wake_ = true;
@@ -335,11 +339,16 @@ void RolloutEngine::AdmitLocked(std::vector<std::function<void()>>* calls) {
     auto it = groups_.find(h);
     if (it == groups_.end()) continue;
     std::shared_ptr<Group> g = it->second;
-    // Weights too old, or from a learner incarnation that is gone (a restarted learner numbers
-    // its versions anew: only the same incarnation's numbers compare): load the newest first.
-    if (g->proto.min_policy_version() > loaded_.version() ||
-        (!g->proto.learner_incarnation().empty() &&
-         g->proto.learner_incarnation() != loaded_.learner_incarnation())) {
+    // Version numbers compare only within one learner incarnation (a restarted learner numbers
+    // anew). Same incarnation: wait for min_policy_version. Another one: load the learner's
+    // newest first; if even the newest is not of the group's incarnation, that incarnation is
+    // gone (the learner restarted after the group was dispatched) and the newest weights are
+    // the right ones: generate.
+    const bool other_incarnation = !g->proto.learner_incarnation().empty() &&
+                                   g->proto.learner_incarnation() != loaded_.learner_incarnation();
+    const bool wait = other_incarnation ? latest_loads_ <= g->latest_loads_at_arrival
+                                        : g->proto.min_policy_version() > loaded_.version();
+    if (wait) {
       wanted_version_ = std::max<int64_t>({wanted_version_, g->proto.min_policy_version(), 0});
       continue;
     }
@@ -686,6 +695,7 @@ void RolloutEngine::LoaderLoop() {
     mu_.Lock();
     if (job.automatic) {
       auto_load_queued_ = false;
+      if (result.ok()) ++latest_loads_;
       const bool enough = result.ok() && config_.has_value() && loaded_.version() >= wanted_version_;
       if (enough) {
         auto_load_backoff_ = 0;

@@ -237,6 +237,7 @@ class RolloutEngine {
   std::deque<LoadJob> loads_ ABSL_GUARDED_BY(mu_);
   bool auto_load_queued_ ABSL_GUARDED_BY(mu_) = false;
   int64_t wanted_version_ ABSL_GUARDED_BY(mu_) = -1;  // newest min_policy_version waiting
+  int64_t latest_loads_ ABSL_GUARDED_BY(mu_) = 0;     // automatic "latest" loads completed
   absl::Time next_auto_load_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   double auto_load_backoff_ ABSL_GUARDED_BY(mu_) = 0;
 

@@ -305,6 +305,23 @@ TEST(RolloutServerTest, GroupOfANewLearnerIncarnationLoadsItsWeightsFirst) {
   ExpectLike(c.At("rl/b", 2), Reference(*restarted, g));
 }
 
+// A group dispatched for a version that the learner published just before it crashed
+// (min_policy_version 5 of "inc-A"); the restarted learner ("inc-B") only has version 1. The
+// worker must not wait for version 5 forever: once it has loaded the newest weights and they
+// are of another incarnation, the group's incarnation is gone and it generates with them.
+TEST(RolloutServerTest, GroupOfAVanishedIncarnationRunsWithTheNewestWeights) {
+  Cluster c;
+  ASSERT_TRUE(c.Registered());
+  auto restarted = SharpRandomModel(TestConfig(), 44);
+  c.learner.Publish(BlobOf(*restarted, Version(1, "inc-B")));
+  v1::PromptGroup g = Group("rl/c", 2, 4, 6, /*min_version=*/5);
+  g.set_learner_incarnation("inc-A");
+  c.coordinator.SendGroup(g);
+  ASSERT_TRUE(WaitUntil([&] { return c.learner.accepted().count("rl/c/1") > 0; }));
+  for (const v1::Trajectory& t : c.At("rl/c", 2)) EXPECT_EQ(t.learner_incarnation(), "inc-B");
+  ExpectLike(c.At("rl/c", 2), Reference(*restarted, g));
+}
+
 TEST(RolloutServerTest, EvalGroupsAreReportedToTheCoordinator) {
   Cluster c;
   ASSERT_TRUE(c.Registered());

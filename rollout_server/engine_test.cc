@@ -20,6 +20,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing_fakes::BlobOf;
+using testing_fakes::Reference;
 using testing_fakes::Version;
 using testing_fakes::WaitUntil;
 
@@ -88,23 +89,6 @@ v1::PromptGroup Group(const std::string& id, int samples, int max_new, uint64_t 
   g.set_seed(seed);
   g.set_reward("exact");
   return g;
-}
-
-// What a plain Generator gives for the group's samples on `model`.
-std::vector<GenerationResult> Reference(const Model& model, const v1::PromptGroup& g) {
-  std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < g.num_samples(); ++i) {
-    GenerationRequest r;
-    r.prompt.assign(g.prompt_ids().begin(), g.prompt_ids().end());
-    r.max_new_tokens = g.max_new_tokens();
-    r.sampling = SamplingForSample(g, i);
-    r.stop_token_ids.assign(g.sampling().stop_token_ids().begin(), g.sampling().stop_token_ids().end());
-    reqs.push_back(r);
-  }
-  Generator gen(model);
-  auto out = gen.Generate(reqs);
-  EXPECT_TRUE(out.ok()) << out.status();
-  return *out;
 }
 
 struct GroupWaiter {

@@ -23,6 +23,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 using testing_fakes::BlobOf;
+using testing_fakes::Reference;
 using testing_fakes::FakeCoordinator;
 using testing_fakes::FakeLearner;
 using testing_fakes::FakeServer;
@@ -45,22 +46,6 @@ v1::PromptGroup Group(const std::string& id, int samples, int max_new, uint64_t 
   g.set_seed(seed);
   g.set_reward("exact");
   return g;
-}
-
-std::vector<GenerationResult> Reference(const Model& model, const v1::PromptGroup& g) {
-  std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < g.num_samples(); ++i) {
-    GenerationRequest r;
-    r.prompt.assign(g.prompt_ids().begin(), g.prompt_ids().end());
-    r.max_new_tokens = g.max_new_tokens();
-    r.sampling = SamplingForSample(g, i);
-    r.stop_token_ids.assign(g.sampling().stop_token_ids().begin(), g.sampling().stop_token_ids().end());
-    reqs.push_back(r);
-  }
-  Generator gen(model);
-  auto out = gen.Generate(reqs);
-  EXPECT_TRUE(out.ok()) << out.status();
-  return *out;
 }
 
 // A coordinator, a learner publishing version 1 of a tiny model, and a rollout server

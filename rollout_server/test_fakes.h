@@ -18,9 +18,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "common/model/generator.h"
 #include "common/model/model.h"
 #include "common/rpc/service_options.h"
 #include "common/rpc/weights_wire.h"
+#include "rollout_server/validation.h"
 #include "proto/swarr/v1/coordinator.grpc.pb.h"
 #include "proto/swarr/v1/learner.grpc.pb.h"
 #include "rollout_server/weights.h"
@@ -43,6 +46,23 @@ inline v1::WeightVersion Version(int64_t v, const std::string& incarnation = "in
   w.set_version(v);
   w.set_learner_incarnation(incarnation);
   return w;
+}
+
+// What a plain Generator gives for the group's samples on `model` (the engine must match it).
+inline std::vector<GenerationResult> Reference(const Model& model, const v1::PromptGroup& g) {
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < g.num_samples(); ++i) {
+    GenerationRequest r;
+    r.prompt.assign(g.prompt_ids().begin(), g.prompt_ids().end());
+    r.max_new_tokens = g.max_new_tokens();
+    r.sampling = SamplingForSample(g, i);
+    r.stop_token_ids.assign(g.sampling().stop_token_ids().begin(), g.sampling().stop_token_ids().end());
+    reqs.push_back(r);
+  }
+  Generator gen(model);
+  auto out = gen.Generate(reqs);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : std::vector<GenerationResult>();
 }
 
 inline WeightsBlob BlobOf(const Model& model, const v1::WeightVersion& version) {

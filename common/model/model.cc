@@ -176,12 +176,18 @@ absl::Status ResolveDevice(const ModelOptions& options, c10::Device* device, at:
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Empty(ModelConfig config, const ModelOptions& options) {
   std::unique_ptr<Model> model(new Model());
   SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
-  SWARR_ASSIGN_OR_RETURN(model->config_, LoadModelConfig(dir));
+  model->config_ = std::move(config);
   SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
   SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
+  SWARR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  SWARR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Empty(std::move(config), options));
   SWARR_ASSIGN_OR_RETURN(auto files, CheckpointFiles::Open(dir));
 
   std::map<std::string, std::vector<int64_t>> expected;
@@ -219,11 +225,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const
 
 absl::StatusOr<std::unique_ptr<Model>> Model::RandomInit(const ModelConfig& config, uint64_t seed,
                                                          const ModelOptions& options) {
-  std::unique_ptr<Model> model(new Model());
-  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
-  model->config_ = config;
-  SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
-  SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  SWARR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Empty(config, options));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [name, shape] : model->ExpectedParameters()) {
@@ -285,11 +287,7 @@ absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> Model::Match(
 absl::StatusOr<std::unique_ptr<Model>> Model::FromTensors(const ModelConfig& config,
                                                           std::vector<std::pair<std::string, at::Tensor>> tensors,
                                                           const ModelOptions& options) {
-  std::unique_ptr<Model> model(new Model());
-  SWARR_RETURN_IF_ERROR(ResolveDevice(options, &model->device_, &model->dtype_, &model->decode_kernel_));
-  model->config_ = config;
-  SWARR_RETURN_IF_ERROR(ApplyConversion(options.conversion, &model->config_));
-  SWARR_RETURN_IF_ERROR(model->config_.Validate());
+  SWARR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Empty(config, options));
   SWARR_ASSIGN_OR_RETURN(auto matched, model->Match(tensors));
   tensors.clear();
   SWARR_RETURN_IF_ERROR(CatchTorch("building the model", [&] { return model->Assign(std::move(matched)); }));

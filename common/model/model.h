@@ -108,6 +108,9 @@ class Model {
     at::Tensor post_norm, gate_w, up_w, down_w, gate_b, up_b, down_b;
   };
   Model() = default;
+  // A model of `config` with options.conversion applied and validated, on its device and in
+  // its dtype, without parameters yet (Load, RandomInit and FromTensors fill them).
+  static absl::StatusOr<std::unique_ptr<Model>> Empty(ModelConfig config, const ModelOptions& options);
   // `tensors` as the parameter list in checkpoint order, converted to the compute dtype and
   // device; kInvalidArgument for a missing, unexpected, misshapen or non-float tensor.
   absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> Match(

@@ -4,8 +4,10 @@
 // joiners, restarts). Issue 5, integration tests 1-5.
 #include <signal.h>
 
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
@@ -86,7 +88,30 @@ TEST(PipelineTest, KilledRolloutServerLosesNoGroup) {
   ASSERT_TRUE(WaitUntil([&] { return run.RlSteps() >= 2; }, 300)) << run.Log();
   const pid_t victim = run.Pid("rollout-0");
   ASSERT_GT(victim, 0);
-  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  const int coordinator = run.ServicePort("coordinator");
+  ASSERT_GT(coordinator, 0);
+  // Kill it while it holds groups. The toy's groups take milliseconds and the fleet idles while
+  // the learner trains, so a kill at a random moment often finds it with nothing to lose. Freeze
+  // it (SIGSTOP: it can no longer finish or report groups, while the coordinator may still hand
+  // it more), look at what the coordinator thinks it holds, and kill it only then; otherwise let
+  // it run a moment and try again. Each freeze stays well inside the 2 s lease.
+  bool killed_holding_groups = false;
+  for (int attempt = 0; attempt < 200 && !killed_holding_groups && run.RlSteps() < p.rl_steps - 2; ++attempt) {
+    ASSERT_EQ(kill(victim, SIGSTOP), 0);
+    killed_holding_groups = WaitUntil(
+        [&] {
+          const nlohmann::json w = pipeline_testing::WorkerStatus(coordinator, "rollout-0");
+          return w.is_object() && w.value("state", "") == "ALIVE" && w.value("assignedGroups", 0) > 0;
+        },
+        0.8);
+    if (killed_holding_groups) {
+      ASSERT_EQ(kill(victim, SIGKILL), 0);
+    } else {
+      ASSERT_EQ(kill(victim, SIGCONT), 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+  }
+  ASSERT_TRUE(killed_holding_groups) << "rollout-0 never held a group when frozen\n" << run.Log();
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
   const nlohmann::json summary = run.Summary();
   ExpectCompleteSummary(summary, p.rl_steps);
@@ -114,16 +139,8 @@ TEST(PipelineTest, LateRolloutServerJoins) {
   nlohmann::json worker;
   const bool got_work = WaitUntil(
       [&] {
-        const auto r = cli_testing::RunSwarr(absl::StrCat("status --json --coordinator 127.0.0.1:", coordinator));
-        auto j = nlohmann::json::parse(r.out, nullptr, false);
-        if (j.is_discarded() || !j.contains("workers")) return false;
-        for (const auto& w : j["workers"]) {
-          if (w.value("name", "") == "late" && w.value("finishedGroups", std::string("0")) != "0") {
-            worker = w;
-            return true;
-          }
-        }
-        return false;
+        worker = pipeline_testing::WorkerStatus(coordinator, "late");
+        return worker.is_object() && worker.value("finishedGroups", std::string("0")) != "0";
       },
       120);
   EXPECT_TRUE(got_work) << cli_testing::Slurp(run.dir() + "/late.log");

@@ -108,6 +108,19 @@ inline int FreePort() {
   return port;
 }
 
+// The entry of worker `name` in `swarr status --json` of the coordinator on `port` (null when it
+// is not listed or the coordinator did not answer). Proto JSON: int64 fields are strings, fields
+// at their default value are left out.
+inline nlohmann::json WorkerStatus(int port, const std::string& name) {
+  const auto r = cli_testing::RunSwarr(absl::StrCat("status --json --coordinator 127.0.0.1:", port));
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || !j.contains("workers")) return nullptr;
+  for (const auto& w : j["workers"]) {
+    if (w.value("name", "") == name) return w;
+  }
+  return nullptr;
+}
+
 // One `swarr launch` run in its own directory, output in DIR/launch.log.
 class LaunchRun {
  public:

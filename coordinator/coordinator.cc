@@ -663,33 +663,40 @@ void Coordinator::DispatchRlLocked(const v1::LearnerStatus& st, int64_t finish_m
     if (!any_worker) break;
     StageRecord& rec = state_.stages[stage];
     const int64_t n = rec.groups_drawn++;
-    StagePrompt prompt = prompts_->Draw(rng_);
-    Group g;
-    g.stage_index = stage;
-    v1::PromptGroup& pg = g.group;
-    pg.set_group_id(GroupId(s.name(), incarnation_, n));
-    pg.set_stage(s.name());
-    for (int64_t id : prompt.ids) pg.add_prompt_ids(static_cast<int32_t>(id));
-    pg.set_answer(prompt.answer);
-    pg.set_num_samples(ClampInt32(rl.samples_per_prompt()));
-    pg.set_max_new_tokens(ClampInt32(rl.max_new_tokens()));
-    v1::SamplingParams* sp = pg.mutable_sampling();
+    Group g = NewGroupLocked(n, prompts_->Draw(rng_), st.latest(), rl.samples_per_prompt(), rl.max_new_tokens());
+    v1::SamplingParams* sp = g.group.mutable_sampling();
     sp->set_temperature(rl.has_temperature() ? rl.temperature() : 1.0);
     sp->set_top_p(rl.top_p());
     sp->set_top_k(rl.top_k());
-    for (int64_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<int32_t>(id));
-    pg.set_min_policy_version(st.latest().version());
-    pg.set_learner_incarnation(st.latest().learner_incarnation());
-    pg.set_reward(reward_kind_);
-    pg.set_seed(SplitMix64(s.seed() ^ SplitMix64(static_cast<uint64_t>(n) + 1)));
-    g.tokens = (static_cast<int64_t>(prompt.ids.size()) + pg.max_new_tokens()) * pg.num_samples();
-    const std::string id = pg.group_id();
+    const std::string id = g.group.group_id();
     groups_[id] = std::move(g);
     pending_.push_back(id);
     ++unfinished;
     MarkDirtyLocked(false);
     DispatchPendingLocked(out);
   }
+}
+
+Coordinator::Group Coordinator::NewGroupLocked(int64_t index, const StagePrompt& prompt,
+                                               const v1::WeightVersion& version, int64_t num_samples,
+                                               int64_t max_new_tokens) const {
+  const v1::Stage& s = options_.pipeline.stages(state_.stage_index);
+  Group g;
+  g.stage_index = state_.stage_index;
+  v1::PromptGroup& pg = g.group;
+  pg.set_group_id(GroupId(s.name(), incarnation_, index));
+  pg.set_stage(s.name());
+  for (int64_t id : prompt.ids) pg.add_prompt_ids(static_cast<int32_t>(id));
+  pg.set_answer(prompt.answer);
+  pg.set_num_samples(ClampInt32(num_samples));
+  pg.set_max_new_tokens(ClampInt32(max_new_tokens));
+  for (int64_t id : prompts_->stop_token_ids()) pg.mutable_sampling()->add_stop_token_ids(static_cast<int32_t>(id));
+  pg.set_min_policy_version(version.version());
+  pg.set_learner_incarnation(version.learner_incarnation());
+  pg.set_reward(reward_kind_);
+  pg.set_seed(SplitMix64(s.seed() ^ SplitMix64(static_cast<uint64_t>(index) + 1)));
+  g.tokens = (static_cast<int64_t>(prompt.ids.size()) + pg.max_new_tokens()) * pg.num_samples();
+  return g;
 }
 
 void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
@@ -700,28 +707,14 @@ void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
   int64_t created = 0;
   for (int64_t p = 0; p < eval_problems_; ++p) {
     if (state_.eval_results.count(p) > 0) continue;
-    const StagePrompt& prompt = prompts_->At(p);
-    Group g;
-    g.stage_index = stage;
+    Group g = NewGroupLocked(p, prompts_->At(p), version, std::max<int64_t>(1, e.samples_per_problem()),
+                             e.max_new_tokens());
     g.problem = p;
-    v1::PromptGroup& pg = g.group;
-    pg.set_group_id(GroupId(s.name(), incarnation_, p));
-    pg.set_stage(s.name());
-    for (int64_t id : prompt.ids) pg.add_prompt_ids(static_cast<int32_t>(id));
-    pg.set_answer(prompt.answer);
-    pg.set_num_samples(ClampInt32(std::max<int64_t>(1, e.samples_per_problem())));
-    pg.set_max_new_tokens(ClampInt32(e.max_new_tokens()));
-    v1::SamplingParams* sp = pg.mutable_sampling();
+    g.group.set_eval(true);
+    v1::SamplingParams* sp = g.group.mutable_sampling();
     sp->set_greedy(e.greedy());
     sp->set_temperature(e.has_temperature() ? e.temperature() : 1.0);
-    for (int64_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<int32_t>(id));
-    pg.set_min_policy_version(version.version());
-    pg.set_learner_incarnation(version.learner_incarnation());
-    pg.set_reward(reward_kind_);
-    pg.set_seed(SplitMix64(s.seed() ^ SplitMix64(static_cast<uint64_t>(p) + 1)));
-    pg.set_eval(true);
-    g.tokens = (static_cast<int64_t>(prompt.ids.size()) + pg.max_new_tokens()) * pg.num_samples();
-    const std::string id = pg.group_id();
+    const std::string id = g.group.group_id();
     if (groups_.count(id) > 0 || finished_ids_.count(id) > 0) continue;
     groups_[id] = std::move(g);
     pending_.push_back(id);

@@ -172,6 +172,11 @@ class Coordinator {
   void DispatchRlLocked(const v1::LearnerStatus& status, int64_t finish_mark, Outbox* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CreateEvalGroupsLocked(const v1::WeightVersion& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A group of the current stage for its `index`-th prompt (rl: drawn, eval: the problem), with
+  // what rl and eval groups share: id, prompt, answer, stop tokens, version, reward, seed and
+  // token budget. The caller sets the sampling mode.
+  Group NewGroupLocked(int64_t index, const StagePrompt& prompt, const v1::WeightVersion& version,
+                       int64_t num_samples, int64_t max_new_tokens) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchPendingLocked(Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Worker* FindWorkerForLocked(const Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnassignLocked(Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

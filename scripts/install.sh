@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  g++ cmake ninja-build pkg-config
+  g++ cmake ninja-build pkg-config ccache
   # LibTorch (Debian's 1.13, CPU) and a fast BLAS: without OpenBLAS LibTorch falls back to
   # the reference BLAS and matmul runs about 30x slower.
   libtorch-dev libopenblas0-openmp

@@ -7,5 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
-scripts/build.sh
+# Only what the demo runs: the `swarr` tool and its libraries (scripts/test.sh builds the tests
+# and benchmarks too).
+scripts/build.sh --target swarr
 build/bin/swarr demo "$@"

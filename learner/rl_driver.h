@@ -1,7 +1,7 @@
 // The in-process RL loop: sample prompts, generate completions with the current policy,
 // reward them, and run one RlTrainer step. The single-machine counterpart of the
-// coordinator + rollout servers + learner of DESIGN.md ("Data flow of one RL step"); used
-// for tests, toy tasks and small runs. Generation and training alternate on one thread, so
+// coordinator + rollout servers + learner (docs/architecture.md "Data flow of one RL step");
+// used for tests, toy tasks and small runs. Generation and training alternate on one thread, so
 // every trajectory is on-policy (policy_version == the trainer's).
 //
 // Not thread-safe; the policy must not be used by anyone else while Step() runs.

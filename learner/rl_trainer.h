@@ -1,5 +1,5 @@
 // On-policy RL (GRPO / PPO-clip) over batches of trajectories: the learner's half of one RL
-// step (DESIGN.md, "Data flow of one RL step"). docs/rl.md describes the update as
+// step (docs/architecture.md, "Data flow of one RL step"). docs/rl.md describes the update as
 // implemented; docs/rl-losses.md the loss formulas.
 //
 // Step(batch):

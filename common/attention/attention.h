@@ -1,8 +1,9 @@
 // Causal attention with optional sliding window and attention sinks.
 //
-// Window semantics (HF's, DESIGN.md): with window W > 0 a query at absolute position q sees
-// keys at positions k with  q - W < k <= q  (W keys including itself), plus the first S
-// positions (k < S) when `sinks` = S > 0. W = 0 means full causal attention (k <= q).
+// Window semantics (HF's; docs/architecture.md "Window semantics"): with window W > 0 a
+// query at absolute position q sees keys at positions k with  q - W < k <= q  (W keys
+// including itself), plus the first S positions (k < S) when `sinks` = S > 0. W = 0 means
+// full causal attention (k <= q).
 //
 // Two implementations with identical semantics:
 //  * MaskedAttention: plain torch ops with an explicit mask built from per-key absolute

@@ -1,9 +1,9 @@
 // KV cache for batched generation with sliding-window and full-attention layers.
 //
-// Layout (DESIGN.md "Ring cache"): the cache holds up to `max_seqs` sequences, each in one
-// sequence slot. For a sliding layer with window W and S attention sinks, every sequence
-// owns S + W key/value slots: position p < S goes to sink slot p, any other position to
-// ring slot S + (p mod W). Keys are stored after RoPE at their absolute position, and each
+// Layout (docs/architecture.md "Ring cache"): the cache holds up to `max_seqs` sequences,
+// each in one sequence slot. For a sliding layer with window W and S attention sinks, every
+// sequence owns S + W key/value slots: position p < S goes to sink slot p, any other position
+// to ring slot S + (p mod W). Keys are stored after RoPE at their absolute position, and each
 // slot remembers that position (-1 = empty), so attention masks by position and slot order
 // never matters. Full-attention layers keep a growing cache (slot = position) whose
 // capacity doubles when a sequence outgrows it.

@@ -67,7 +67,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text);
 // Reads DIR/config.json.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 
-// Conversion settings (DESIGN.md step 1) that override what config.json says.
+// Conversion settings (docs/architecture.md "Conversion (SFT)") that override what
+// config.json says.
 struct ConversionSettings {
   std::optional<int64_t> window;          // every layer slides with this window (0 = all full)
   std::vector<int64_t> layer_windows;     // or one window per layer (0 = full); wins over `window`

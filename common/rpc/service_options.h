@@ -1,5 +1,6 @@
-// What every SWARR server and client shares at the RPC edge (DESIGN.md "Size limits on every
-// message, deadlines on every call, TLS/mTLS and a bearer token optional"):
+// What every SWARR server and client shares at the RPC edge (docs/architecture.md "RPC limits
+// and security": size limits on every message, deadlines on every call, TLS/mTLS and a bearer
+// token optional):
 //
 //   - RpcSecurity: an optional bearer token (every call must carry `authorization: Bearer
 //     <token>`, else UNAUTHENTICATED), optional TLS (server certificate + key; clients verify

@@ -1,6 +1,6 @@
 // The one converter between absl::Status (everywhere inside SWARR) and grpc::Status (only at
-// the RPC edge; DESIGN.md "Errors"). Codes map one to one (both follow google.rpc.Code);
-// messages are kept.
+// the RPC edge; docs/architecture.md "Errors"). Codes map one to one (both follow
+// google.rpc.Code); messages are kept.
 #ifndef SWARR_COMMON_RPC_STATUS_H_
 #define SWARR_COMMON_RPC_STATUS_H_
 

@@ -1,4 +1,5 @@
-// Converts LibTorch exceptions into absl::Status at module boundaries (DESIGN.md, "Errors").
+// Converts LibTorch exceptions into absl::Status at module boundaries (docs/architecture.md,
+// "Errors").
 #ifndef SWARR_COMMON_UTIL_TORCH_STATUS_H_
 #define SWARR_COMMON_UTIL_TORCH_STATUS_H_
 

@@ -3,11 +3,20 @@
 // the full solution, reference = the "#### N" number). Prints a Markdown table.
 //
 //   verifier_bench [--shared DIR] [--reps N]
+//
+// With --mathverify CASES.jsonl it instead runs the (gold, prediction, expected) cases
+// taken from Hugging Face Math-Verify's tests (bench/mathverify/): both sides go through
+// ExtractAnswer (Math-Verify parses both), then AnswersEquivalent with the case's
+// allow_set_relation_comp. It prints every miss and every false positive, then
+// "true pairs accepted A/T (P%), false positives F/N" and the time per case.
+//
+//   verifier_bench --mathverify bench/mathverify/cases.jsonl [--verbose]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,14 +74,79 @@ Stats Measure(const std::vector<Case>& cases, int reps) {
   return s;
 }
 
+std::string Short(const std::string& s, size_t n = 160) {
+  std::string out;
+  for (char c : s.size() > n ? s.substr(0, n / 2) + " ... " + s.substr(s.size() - n / 2) : s) {
+    out += c == '\n' ? ' ' : c;
+  }
+  return out;
+}
+
+int RunMathVerify(const std::string& path, bool verbose) {
+  std::ifstream in(path);
+  if (!in) {
+    std::cerr << "verifier_bench: cannot read " << path << "\n";
+    return 2;
+  }
+  std::string line;
+  size_t true_total = 0, true_ok = 0, false_total = 0, false_pos = 0, line_no = 0;
+  std::vector<double> us;
+  double slowest = 0;
+  std::string slowest_source;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_discarded() || !row.contains("gold") || !row.contains("prediction") || !row.contains("expected")) {
+      std::cerr << "verifier_bench: " << path << ":" << line_no << ": not a case\n";
+      return 2;
+    }
+    const std::string gold = row["gold"].get<std::string>(), pred = row["prediction"].get<std::string>();
+    const bool expected = row["expected"].get<bool>();
+    swarr::CompareOptions compare;
+    compare.allow_set_relation = row.value("allow_set_relation_comp", false);
+    auto t0 = std::chrono::steady_clock::now();
+    const std::optional<std::string> g = swarr::ExtractAnswer(gold);
+    const std::optional<std::string> p = swarr::ExtractAnswer(pred);
+    const bool got = g && p && swarr::AnswersEquivalent(*p, *g, compare);
+    auto t1 = std::chrono::steady_clock::now();
+    us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    if (us.back() > slowest) {
+      slowest = us.back();
+      slowest_source = row.value("source", std::string("?"));
+    }
+    (expected ? true_total : false_total) += 1;
+    if (expected && got) ++true_ok;
+    if (!expected && got) ++false_pos;
+    if (got != expected || verbose) {
+      std::printf("%s %s\n  gold [%s] -> [%s]\n  pred [%s] -> [%s]\n",
+                  got == expected ? "ok" : (expected ? "MISS" : "FALSE POSITIVE"),
+                  row.value("source", std::string("?")).c_str(), Short(gold).c_str(), Short(g.value_or("-")).c_str(),
+                  Short(pred).c_str(), Short(p.value_or("-")).c_str());
+    }
+  }
+  std::sort(us.begin(), us.end());
+  double sum = 0;
+  for (double u : us) sum += u;
+  std::printf("true pairs accepted %zu/%zu (%.1f%%), false positives %zu/%zu\n", true_ok, true_total,
+              true_total ? 100.0 * true_ok / true_total : 0.0, false_pos, false_total);
+  if (!us.empty()) {
+    std::printf("time per case (extract both + compare): mean %.2f µs, p50 %.2f µs, max %.2f µs (%s)\n",
+                sum / us.size(), us[us.size() / 2], us.back(), slowest_source.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto args = swarr::Args::Parse(std::vector<std::string>(argv + 1, argv + argc), {"shared", "reps"}, {});
+  auto args = swarr::Args::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                                 {"shared", "reps", "mathverify"}, {"verbose"});
   if (!args.ok()) {
     std::cerr << "verifier_bench: " << args.status().message() << "\n";
     return 2;
   }
+  if (auto cases = args->Optional("mathverify")) return RunMathVerify(*cases, args->Has("verbose"));
   const std::string shared = args->Optional("shared").value_or(SWARR_SHARED_DIR);
   auto reps = args->Int("reps");
   if (!reps.ok()) {

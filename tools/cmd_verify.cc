@@ -1,4 +1,8 @@
-// `swarr verify --input IN.jsonl`: grades model outputs with the math answer verifier.
+// `swarr verify --input IN.jsonl [--strict] [--allow-set-relation]`: grades model outputs
+// with the math answer verifier. --strict reads no lenient number forms in the last-number
+// fallback (no decimal comma, no space as thousands separator: ExtractOptions);
+// --allow-set-relation lets a predicted inequality match a reference interval
+// (CompareOptions). Both are off by default (docs/verifier.md).
 // Each input line {"prediction": "...", "answer": "..." | number} gives one output line
 // {"correct": true|false, "extracted": "..."}; the last line on stderr is the accuracy.
 // Input is streamed line by line; blank lines are skipped. A bad argument or line prints
@@ -48,7 +52,7 @@ bool IsBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == st
 }  // namespace
 
 int RunVerify(const std::vector<std::string>& args) {
-  auto parsed = Args::Parse(args, /*value_flags=*/{"input"}, /*bool_flags=*/{});
+  auto parsed = Args::Parse(args, /*value_flags=*/{"input"}, /*bool_flags=*/{"strict", "allow-set-relation"});
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   auto path = parsed->Required("input");
   if (!path.ok()) return UsageError(std::string(path.status().message()));
@@ -58,6 +62,10 @@ int RunVerify(const std::vector<std::string>& args) {
   if (S_ISDIR(st.st_mode)) return UsageError(*path + ": is a directory");
   std::ifstream in(*path);
   if (!in) return UsageError(*path + ": cannot open for reading");
+  ExtractOptions extract;
+  extract.lenient_numbers = !parsed->Has("strict");
+  CompareOptions compare;
+  compare.allow_set_relation = parsed->Has("allow-set-relation");
 
   std::string line;
   size_t line_no = 0, total = 0, correct = 0;
@@ -76,7 +84,7 @@ int RunVerify(const std::vector<std::string>& args) {
     const std::optional<std::string> reference = AnswerText(*answer);
     if (!reference) return UsageError(where + ": field \"answer\" is not a string or a finite number");
 
-    const VerifyResult result = Verify(prediction->get_ref<const std::string&>(), *reference);
+    const VerifyResult result = Verify(prediction->get_ref<const std::string&>(), *reference, extract, compare);
     ++total;
     if (result.correct) ++correct;
     std::cout << "{\"correct\": " << (result.correct ? "true" : "false")

@@ -135,8 +135,9 @@ std::vector<std::string_view> SplitTopLevel(std::string_view s, std::string_view
 // Extraction.
 
 // The rest of the line after the last occurrence of `marker` (ASCII case-insensitive),
-// cleaned: "The answer is: $\frac12$. I hope" -> "\frac12".
-std::optional<std::string> AfterMarker(std::string_view text, std::string_view marker) {
+// cleaned: "The answer is: $\frac12$. I hope" -> "\frac12", "is 12,000. I hope" ->
+// "12,000". `at` receives the marker's position.
+std::optional<std::string> AfterMarker(std::string_view text, std::string_view marker, size_t* at = nullptr) {
   if (text.size() < marker.size()) return std::nullopt;
   size_t found = kNpos;
   for (size_t p = text.size() - marker.size() + 1; p-- > 0;) {
@@ -150,6 +151,7 @@ std::optional<std::string> AfterMarker(std::string_view text, std::string_view m
     }
   }
   if (found == kNpos) return std::nullopt;
+  if (at) *at = found;
   std::string_view rest = text.substr(found + marker.size());
   rest = rest.substr(0, rest.find('\n'));
   rest = Trim(rest);
@@ -159,42 +161,427 @@ std::optional<std::string> AfterMarker(std::string_view text, std::string_view m
     size_t open = rest.find_first_not_of('$');
     size_t close = open == kNpos ? kNpos : rest.find('$', open);
     if (close != kNpos) rest = rest.substr(open, close - open);
+  } else if (StartsWith(rest, "\\(") || StartsWith(rest, "\\[")) {
+    // "\\(...\\)" or "\\[...\\]": the math span only.
+    size_t close = rest.find(rest[1] == '(' ? "\\)" : "\\]", 2);
+    if (close != kNpos) rest = rest.substr(2, close - 2);
+  } else {
+    rest = rest.substr(0, rest.find(". "));  // the end of the sentence
   }
   rest = TrimPeriods(rest);
   if (rest.empty()) return std::nullopt;
   return std::string(rest);
 }
 
-// The last number: -12, 3.5, .5, 1,000 (groups of three), 3/4.
-std::optional<std::string> LastNumber(std::string_view s) {
-  size_t best_begin = kNpos, best_end = 0;
+// A region of LaTeX math in a completion: `$...$`, `$$...$$`, `\(...\)`, `\[...\]`.
+struct MathSpan {
+  size_t begin = 0, end = 0;                    // the whole span, delimiters included
+  size_t content_begin = 0, content_end = 0;    // between the delimiters
+  bool candidate = false;  // a usable answer span (inline spans must be on one line)
+};
+
+// Index of `pat` at or after `from` that is not preceded by a backslash (`\$`); kNpos.
+size_t FindUnescaped(std::string_view s, std::string_view pat, size_t from) {
+  while (from < s.size()) {
+    size_t p = s.find(pat, from);
+    if (p == kNpos) return kNpos;
+    if (p == 0 || s[p - 1] != '\\') return p;
+    from = p + 1;
+  }
+  return kNpos;
+}
+
+// All math spans, left to right. A span that is not closed shields the rest of the text
+// (not a candidate); a lone `$` is a currency sign, not a span.
+std::vector<MathSpan> ScanMath(std::string_view s) {
+  std::vector<MathSpan> spans;
   const size_t n = s.size();
   size_t i = 0;
   while (i < n) {
-    if (!(IsDigit(s[i]) || (s[i] == '.' && i + 1 < n && IsDigit(s[i + 1])))) {
+    const char c = s[i];
+    if (c == '\\' && i + 1 < n) {
+      const char d = s[i + 1];
+      if (d == '(' || d == '[') {
+        const size_t close = s.find(d == '(' ? "\\)" : "\\]", i + 2);
+        if (close == kNpos) {
+          spans.push_back({i, n, i + 2, n, false});
+          break;
+        }
+        const bool one_line = s.substr(i + 2, close - i - 2).find('\n') == kNpos;
+        spans.push_back({i, close + 2, i + 2, close, d == '[' || one_line});
+        i = close + 2;
+        continue;
+      }
+      i += 2;
+      continue;
+    }
+    if (c == '$') {
+      if (i + 1 < n && s[i + 1] == '$') {
+        const size_t close = FindUnescaped(s, "$$", i + 2);
+        if (close == kNpos) {
+          spans.push_back({i, n, i + 2, n, false});
+          break;
+        }
+        spans.push_back({i, close + 2, i + 2, close, true});
+        i = close + 2;
+        continue;
+      }
+      const size_t close = FindUnescaped(s, "$", i + 1);
+      if (close == kNpos) {  // a currency sign
+        ++i;
+        continue;
+      }
+      const std::string_view content = s.substr(i + 1, close - i - 1);
+      spans.push_back({i, close + 1, i + 1, close, content.find('\n') == kNpos && !Trim(content).empty()});
+      i = close + 1;
+      continue;
+    }
+    ++i;
+  }
+  return spans;
+}
+
+// Length of a `%`, `\%`, "percent", "percentage" or "pct" at s[i] after optional spaces
+// (whole words only); 0 if none.
+size_t PercentSuffix(std::string_view s, size_t i) {
+  size_t j = i;
+  while (j < s.size() && j - i < 2 && s[j] == ' ') ++j;
+  if (j < s.size() && s[j] == '%') return j + 1 - i;
+  if (s.compare(j, 2, "\\%") == 0) return j + 2 - i;
+  for (std::string_view w : {"percentage", "percent", "pct"}) {
+    if (s.size() - j >= w.size() && EqualsIgnoreCase(s.substr(j, w.size()), w) &&
+        (j + w.size() == s.size() || !IsLetter(s[j + w.size()]))) {
+      return j + w.size() - i;
+    }
+  }
+  return 0;
+}
+
+bool IsUnitWord(std::string_view w);
+
+// Letters right after a number that are still a unit, not a variable or a word: "100m²",
+// "15cm", "2kg".
+bool IsAttachedUnit(std::string_view w) {
+  return w == "m" || w == "g" || w == "s" || w == "h" || w == "l" || w == "ml" || w == "kg" || IsUnitWord(w);
+}
+
+struct NumberToken {
+  size_t begin = 0, end = 0;
+  std::string value;   // canonical: no separators, decimal point, `%` kept
+  bool valid = false;  // false: part of a word or of a larger expression
+};
+
+bool IsOperatorAt(std::string_view s, size_t i) {
+  const char c = s[i];
+  if (c == '+' || c == '*' || c == '/' || c == '^' || c == '-') return true;
+  return s.compare(i, 2, "\xc3\x97") == 0 || s.compare(i, 2, "\xc3\xb7") == 0;  // × ÷
+}
+
+// Whether the number s[begin, end) stands alone: not inside a word (`AZYUK2A`, `abc2`), not
+// an operand of an operator (`5-3`, `2^3`, `(1/2) / (3/4)`), not an element of a tuple or
+// bracketed expression (`(7, 6)`), not a subscript / exponent / command argument.
+bool StandsAlone(std::string_view s, size_t begin, size_t end) {
+  const size_t n = s.size();
+  if (begin > 0) {
+    const char l = s[begin - 1];
+    if (l == '_' || l == '^' || l == '\\' || l == '{' || l == '.') return false;
+    if (IsLetter(l) && begin >= 2 && IsLetter(s[begin - 2])) return false;  // a word
+  }
+  // Left operand: skip a sign, spaces and opening parentheses.
+  size_t l = begin;
+  const bool sign = l > 0 && s[l - 1] == '-' && (l == 1 || !(IsAlnum(s[l - 2]) || s[l - 2] == ')'));
+  if (sign) --l;
+  while (l > 0 && (s[l - 1] == ' ' || s[l - 1] == '(')) --l;
+  if (l > 0) {
+    const size_t k = l - 1;
+    if (sign && IsOperatorAt(s, k)) {
+      return false;  // "2 * -3", "5 - -3"
+    } else if (s[k] == '-') {
+      size_t m = k;
+      while (m > 0 && s[m - 1] == ' ') --m;
+      if (m > 0 && (IsAlnum(s[m - 1]) || s[m - 1] == ')')) return false;  // binary minus
+    } else if (IsOperatorAt(s, k) || (k >= 1 && (s.compare(k - 1, 2, "\xc3\x97") == 0 || s.compare(k - 1, 2, "\xc3\xb7") == 0))) {
+      return false;
+    }
+  }
+  if (end < n) {
+    const char r = s[end];
+    if (r == '^' || r == '_' || r == '!') return false;
+    if (IsLetter(r)) {
+      size_t e = end;
+      while (e < n && IsLetter(s[e])) ++e;
+      if (!IsAttachedUnit(Lower(s.substr(end, e - end)))) return false;
+    }
+  }
+  // Right operand: skip spaces and closing parentheses.
+  size_t r = end;
+  bool closing = false;
+  while (r < n && (s[r] == ' ' || s[r] == ')' || s[r] == ']')) closing |= s[r++] != ' ';
+  if (r < n && IsOperatorAt(s, r) && s[r] != '-') {
+    size_t m = r + 1;
+    while (m < n && (s[m] == ' ' || static_cast<unsigned char>(s[m]) >= 0x80)) ++m;
+    if (m < n && (IsAlnum(s[m]) || s[m] == '(' || s[m] == '\\' || s[m] == '.')) return false;
+  }
+  if (r < n && s[r] == '-' && r + 1 < n && (IsAlnum(s[r + 1]) || s[r + 1] == '(')) return false;
+  if (closing) {
+    // Last inside brackets: not an element of a tuple "(4, 6)" or the end of an expression
+    // "(2 + 6)"; a computed result "(9 * 2 = 18)" or a remark "(which is 6)" is fine.
+    size_t depth = 0;
+    for (size_t k = begin; k-- > 0 && begin - k < 200;) {
+      const char c = s[k];
+      if (c == '\n') break;
+      if (c == ')' || c == ']') ++depth;
+      if (c == '(' || c == '[') {
+        if (depth > 0) {
+          --depth;
+          continue;
+        }
+        const std::string_view before = Trim(s.substr(k + 1, begin - k - 1));
+        if (before.empty() || before.back() == '=') return true;
+        for (char b : before) {
+          if (b == ',' || b == ';' || b == '+' || b == '-' || b == '*' || b == '/' || b == '^') return false;
+        }
+        return true;
+      }
+    }
+  }
+  return true;
+}
+
+// The number starting at s[i] (a digit, or '.' before a digit), with its sign, thousands
+// separators, decimal part, `/denominator` and percent suffix.
+NumberToken ReadNumber(std::string_view s, size_t i, bool lenient) {
+  const size_t n = s.size();
+  NumberToken t;
+  size_t j = i;
+  while (j < n && IsDigit(s[j])) ++j;
+  const std::string_view int_part = s.substr(i, j - i);
+  t.value = std::string(int_part);
+  bool grouped = false;
+  if (!int_part.empty() && int_part.size() <= 3 && int_part[0] != '0') {
+    char sep = 0;
+    while (j + 3 < n) {
+      const char c = s[j];
+      const bool is_sep = (c == ',' || (lenient && c == ' ')) && (sep == 0 || sep == c);
+      if (!is_sep || !IsDigit(s[j + 1]) || !IsDigit(s[j + 2]) || !IsDigit(s[j + 3]) ||
+          (j + 4 < n && IsDigit(s[j + 4]))) {
+        break;
+      }
+      sep = c;
+      if (c == ',') t.value += ',';
+      t.value.append(s.data() + j + 1, 3);
+      j += 4;
+      grouped = true;
+    }
+  }
+  if (j + 1 < n && s[j] == '.' && IsDigit(s[j + 1])) {
+    size_t k = j + 1;
+    while (k < n && IsDigit(s[k])) ++k;
+    t.value.append(s.data() + j, k - j);
+    j = k;
+  } else if (lenient && !grouped && !int_part.empty() && j + 1 < n && s[j] == ',' && IsDigit(s[j + 1])) {
+    // A decimal comma: "2,74", "0,111", "1000,99"; not in a list "1,2,3".
+    size_t k = j + 1;
+    while (k < n && IsDigit(s[k])) ++k;
+    const bool list_after = k + 1 < n && s[k] == ',' && IsDigit(s[k + 1]);
+    const bool list_before = i >= 2 && s[i - 1] == ',' && IsDigit(s[i - 2]);
+    const bool three = k - j - 1 == 3 && int_part[0] != '0' && int_part.size() <= 3;
+    if (!list_after && !list_before && !three) {
+      t.value += '.';
+      t.value.append(s.data() + j + 1, k - j - 1);
+      j = k;
+    }
+  }
+  if (j + 1 < n && s[j] == '/' && IsDigit(s[j + 1])) {
+    size_t k = j + 1;
+    while (k < n && IsDigit(s[k])) ++k;
+    t.value.append(s.data() + j, k - j);
+    j = k;
+  }
+  t.begin = i;
+  t.end = j;
+  if (i > 0 && s[i - 1] == '-' && (i == 1 || !(IsAlnum(s[i - 2]) || s[i - 2] == ')'))) {
+    t.begin = i - 1;
+    t.value.insert(t.value.begin(), '-');
+  }
+  t.valid = StandsAlone(s, i, j);
+  if (const size_t pct = PercentSuffix(s, j)) {
+    t.value += '%';
+    t.end = j + pct;
+  }
+  return t;
+}
+
+// `\frac{12}{7}` (also \dfrac, \tfrac, \cfrac) at s[i] written outside math; its length or 0.
+size_t BareFraction(std::string_view s, size_t i) {
+  size_t j = i + 1;
+  while (j < s.size() && IsLetter(s[j])) ++j;
+  const std::string_view name = s.substr(i + 1, j - i - 1);
+  if (name != "frac" && name != "dfrac" && name != "tfrac" && name != "cfrac") return 0;
+  for (int arg = 0; arg < 2; ++arg) {
+    if (j >= s.size() || s[j] != '{') return 0;
+    size_t k = j + 1;
+    while (k < s.size() && IsDigit(s[k])) ++k;
+    if (k == j + 1 || k >= s.size() || s[k] != '}') return 0;
+    j = k + 1;
+  }
+  return j - i;
+}
+
+// The last number outside math spans (nullopt if none).
+std::optional<NumberToken> LastNumberToken(std::string_view s, const std::vector<MathSpan>& spans, bool lenient) {
+  std::optional<NumberToken> last;
+  size_t next_span = 0;
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    if (next_span < spans.size() && i >= spans[next_span].begin) {
+      i = std::max(i, spans[next_span].end);
+      ++next_span;
+      continue;
+    }
+    const char c = s[i];
+    if (c == '\\') {
+      if (const size_t len = BareFraction(s, i)) {
+        NumberToken t;
+        t.begin = (i > 0 && s[i - 1] == '-') ? i - 1 : i;
+        t.end = i + len;
+        t.value = std::string(s.substr(t.begin, t.end - t.begin));
+        t.valid = true;
+        last = std::move(t);
+        i += len;
+        continue;
+      }
+      ++i;
+      while (i < n && IsLetter(s[i])) ++i;
+      continue;
+    }
+    if (IsDigit(c) || (c == '.' && i + 1 < n && IsDigit(s[i + 1]) && (i == 0 || !IsDigit(s[i - 1])))) {
+      NumberToken t = ReadNumber(s, i, lenient);
+      i = std::max(t.end, i + 1);
+      last = std::move(t);
+      continue;
+    }
+    ++i;
+  }
+  return last;
+}
+
+// Text between two answer pieces that makes them one answer: spaces, `,` `;`, math
+// delimiters, `\quad`, `\text{...}` braces, and at most four words of which one is "and" /
+// "or" ("\boxed{1} papers and \boxed{2}", "\boxed{(3,3)} \text{ for part (a) and }").
+bool IsJoinGlue(std::string_view g) {
+  int words = 0;
+  bool connective = false;
+  size_t i = 0;
+  while (i < g.size()) {
+    const char c = g[i];
+    if (IsSpace(c) || c == ',' || c == ';' || c == '$' || c == '~' || c == '{' || c == '}' || c == '(' ||
+        c == ')' || c == '=' || c == '&') {
       ++i;
       continue;
     }
-    size_t begin = i;
-    while (i < n && IsDigit(s[i])) ++i;
-    while (i + 3 < n && s[i] == ',' && IsDigit(s[i + 1]) && IsDigit(s[i + 2]) && IsDigit(s[i + 3]) &&
-           (i + 4 == n || !IsDigit(s[i + 4]))) {
-      i += 4;
+    if (c == '_' && i + 1 < g.size() && IsAlnum(g[i + 1])) {  // y_2 =
+      i += 2;
+      while (i < g.size() && IsDigit(g[i])) ++i;
+      continue;
     }
-    if (i + 1 < n && s[i] == '.' && IsDigit(s[i + 1])) {
-      ++i;
-      while (i < n && IsDigit(s[i])) ++i;
+    if (c == '\\') {
+      size_t j = i + 1;
+      if (j >= g.size() || !IsLetter(g[j])) {
+        i = j + 1;  // \( \) \[ \] \, \; `\\`
+        continue;
+      }
+      while (j < g.size() && IsLetter(g[j])) ++j;
+      const std::string_view name = g.substr(i + 1, j - i - 1);
+      if (!(name == "quad" || name == "qquad" || name == "text" || name == "textbf" || name == "mbox" ||
+            name == "textrm" || name == "mathrm" || name == "textnormal" || name == "hspace")) {
+        return false;
+      }
+      i = j;
+      continue;
     }
-    if (i + 1 < n && s[i] == '/' && IsDigit(s[i + 1])) {
-      ++i;
-      while (i < n && IsDigit(s[i])) ++i;
+    if (IsLetter(c)) {
+      size_t j = i;
+      while (j < g.size() && IsLetter(g[j])) ++j;
+      const std::string w = Lower(g.substr(i, j - i));
+      if (w == "and" || w == "or") connective = true;
+      ++words;
+      i = j;
+      continue;
     }
-    if (begin > 0 && s[begin - 1] == '-' && (begin == 1 || !IsAlnum(s[begin - 2]))) --begin;
-    best_begin = begin;
-    best_end = i;
+    return false;
   }
-  if (best_begin == kNpos) return std::nullopt;
-  return std::string(s.substr(best_begin, best_end - best_begin));
+  return words == 0 || (connective && words <= 4);
+}
+
+struct BoxPos {
+  size_t begin = 0, end = 0;
+  std::string_view content;
+};
+
+// Every balanced \boxed{...} / \fbox{...} at top level (not nested in another box).
+std::vector<BoxPos> FindBoxes(std::string_view s) {
+  std::vector<BoxPos> boxes;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t p = s.find('\\', i);
+    if (p == kNpos) break;
+    size_t name_len = 0;
+    if (s.compare(p, 6, "\\boxed") == 0) name_len = 6;
+    if (s.compare(p, 5, "\\fbox") == 0) name_len = 5;
+    size_t j = p + name_len;
+    if (name_len == 0 || (j < s.size() && IsLetter(s[j]))) {
+      i = p + 1;
+      continue;
+    }
+    while (j < s.size() && IsSpace(s[j])) ++j;
+    if (j >= s.size() || s[j] != '{') {
+      i = j;
+      continue;
+    }
+    const size_t close = MatchBrace(s, j);
+    if (close == kNpos) break;
+    boxes.push_back({p, close + 1, s.substr(j + 1, close - j - 1)});
+    i = close + 1;
+  }
+  return boxes;
+}
+
+// The last box, with the boxes before it that form one answer with it ("1, -2").
+std::optional<std::string> JoinedBoxes(std::string_view s) {
+  std::optional<std::string> last = LastBoxed(s);
+  if (!last) return std::nullopt;
+  const std::vector<BoxPos> boxes = FindBoxes(s);
+  if (boxes.empty() || boxes.back().content != *last) return last;
+  constexpr size_t kMaxJoined = 16;
+  size_t first = boxes.size() - 1;
+  while (first > 0 && boxes.size() - first < kMaxJoined &&
+         IsJoinGlue(s.substr(boxes[first - 1].end, boxes[first].begin - boxes[first - 1].end)) &&
+         !Trim(boxes[first - 1].content).empty()) {
+    --first;
+  }
+  if (first == boxes.size() - 1) return last;
+  std::vector<std::string_view> parts;
+  for (size_t k = first; k < boxes.size(); ++k) {
+    const std::string_view c = Trim(boxes[k].content);
+    if (std::find(parts.begin(), parts.end(), c) == parts.end()) parts.push_back(c);
+  }
+  std::string joined;
+  for (std::string_view part : parts) {
+    if (!joined.empty()) joined += ", ";
+    joined.append(part.data(), part.size());
+  }
+  return joined;
+}
+
+// Spans joined by exactly one connective: "$1$, $2$ and $3$", "$21,16$ or $11$".
+bool IsSpanConnective(std::string_view g) {
+  g = Trim(g);
+  if (!g.empty() && g.front() == ',') g = Trim(g.substr(1));
+  if (g.empty()) return true;
+  const std::string w = Lower(g);
+  return w == "and" || w == "or";
 }
 
 // ---------------------------------------------------------------------------------------
@@ -292,6 +679,15 @@ std::string CleanPass(std::string_view s) {
       out += "\\ge";
     } else if (name == "neq") {
       out += "\\ne";
+    } else if (name == "lt") {
+      out += '<';
+    } else if (name == "gt") {
+      out += '>';
+    } else if ((StartsWith(name, "qquad") || StartsWith(name, "quad")) && name != "quad" && name != "qquad") {
+      // `\quadx_2`: a space glued to a variable.
+      const size_t skip = StartsWith(name, "qquad") ? 5 : 4;
+      out += ' ';
+      out.append(name.data() + skip, name.size() - skip);
     } else if (name == "degree" || name == "degrees") {
       // dropped
     } else {
@@ -337,7 +733,7 @@ std::string TextPass(const std::string& s) {
     std::string lower = Lower(trimmed);
     size_t next = close + 1;
     if (lower == "and" || lower == "or" || lower == ",") {
-      out += ',';
+      out += ", ";  // with a space: "12\\text{ and }130" is not 12,130
     } else if (lower == "percent" || trimmed == "%" || trimmed == "\\%") {
       out += '%';
     } else if (IsUnitCommand(name) && IsUnitLike(trimmed) && total_digits > CountDigits(content)) {
@@ -378,7 +774,7 @@ bool IsUnitWord(std::string_view w) {
       "second", "seconds", "sec", "day", "days", "week", "weeks", "month", "months", "year", "years", "mph",
       "kph", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "gram", "grams", "kg", "kilogram",
       "kilograms", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons", "cup", "cups", "per",
-      "points", "people", "students", "times", "ways", "percent",
+      "points", "people", "students", "times", "ways", "percent", "percentage", "pct", "yuan", "euros", "euro",
   };
   for (auto u : kUnits) {
     if (u == w) return true;
@@ -400,7 +796,7 @@ std::string StripUnitWords(std::string s) {
     }
     std::string_view rest = Trim(std::string_view(s).substr(0, space));
     if (!IsUnitWord(word) || CountDigits(rest) == 0) break;
-    if (word == "percent") percent = true;
+    if (word == "percent" || word == "percentage" || word == "pct") percent = true;
     s = std::string(rest);
   }
   if (percent) s += '%';
@@ -489,27 +885,195 @@ std::string StripThousands(std::string s) {
   return s;
 }
 
+// `\\frac` with a doubled backslash (an escaping slip in "\\\\frac{1}{2}") -> `\frac`; a
+// row break `\\` before other text stays.
+std::string FixDoubledBackslashes(std::string_view s) {
+  static constexpr std::string_view kCommands[] = {
+      "frac", "dfrac", "tfrac", "cfrac", "sqrt", "left", "right", "le", "leq", "ge", "geq", "lt", "gt", "ne",
+      "neq", "pi", "cdot", "times", "text", "mathrm", "infty", "pm", "cup", "in", "boxed", "approx", "circ"};
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 2 < s.size() && s[i + 1] == '\\' && IsLetter(s[i + 2])) {
+      size_t j = i + 2;
+      while (j < s.size() && IsLetter(s[j])) ++j;
+      const std::string_view name = s.substr(i + 2, j - i - 2);
+      out += '\\';
+      if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) out += '\\';
+      ++i;
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+// `14{,}916`, `14 {, }916` -> `14,916`.
+std::string JoinBracedCommas(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t len = 0;
+    if (s.compare(i, 3, "{,}") == 0) len = 3;
+    if (s.compare(i, 4, "{, }") == 0) len = 4;
+    if (len == 0) {
+      out += s[i];
+      continue;
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    out += ',';
+    i += len - 1;
+    while (i + 1 < s.size() && s[i + 1] == ' ') ++i;
+  }
+  return out;
+}
+
+// Plain connective words between answers: "12 and 13", "(11,7)or(7,11)" -> lists.
+std::string ReplaceConnectives(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t len = 0;
+    for (std::string_view w : {"and", "or"}) {
+      if (s.compare(i, w.size(), w) != 0) continue;
+      const char before = i > 0 ? s[i - 1] : ' ';
+      const char after = i + w.size() < s.size() ? s[i + w.size()] : ' ';
+      const bool spaced = before == ' ' && after == ' ';
+      const bool bracketed = before == ')' && after == '(';
+      if ((spaced || bracketed) && i > 0 && i + w.size() < s.size()) len = w.size();
+    }
+    if (len == 0) {
+      out += s[i];
+      continue;
+    }
+    out += ", ";
+    i += len - 1;
+  }
+  return out;
+}
+
+// Whether `t` has no free letters (letters only in command names): "\frac{1}{\sqrt6}",
+// "7:32", "(3,2)"; and at least one digit or constant.
+bool IsConstantText(std::string_view t) {
+  bool value = false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (c == '\\') {
+      size_t j = i + 1;
+      while (j < t.size() && IsLetter(t[j])) ++j;
+      const std::string_view name = t.substr(i + 1, j - i - 1);
+      if (name == "pi" || name == "infty") value = true;
+      if (name == "text" || name == "mathrm" || name == "mathbf" || name == "operatorname" || IsGreekName(name)) {
+        return false;
+      }
+      i = j > i + 1 ? j - 1 : i + 1;
+      continue;
+    }
+    if (IsLetter(c)) return false;
+    if (IsDigit(c)) value = true;
+  }
+  return value;
+}
+
+// A name standing left of `=` for a value: `x`, `x_1`, `f(x)`, `(p,q)`, `AB`, `|AB|`,
+// `V_{1}:V_{2}`, `S_{MBCN}:S`, `\frac{NO}{BO}`, `\angle ABC`. No digits outside
+// subscripts, no operators.
+bool IsLabel(std::string_view v) {
+  v = Trim(v);
+  if (v.empty()) return false;
+  bool letter = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (c == '_') {
+      ++i;
+      if (i < v.size() && v[i] == '{') {
+        const size_t close = MatchBrace(v, i);
+        if (close == kNpos) return false;
+        i = close;
+      }
+      continue;
+    }
+    if (c == '\\') {
+      size_t j = i + 1;
+      while (j < v.size() && IsLetter(v[j])) ++j;
+      const std::string_view name = v.substr(i + 1, j - i - 1);
+      if (!(name == "frac" || name == "overline" || name == "angle" || name == "triangle" || name == "vert" ||
+            name == "mathrm" || name == "mathbf" || name == "text" || IsGreekName(name))) {
+        return false;
+      }
+      if (IsGreekName(name)) letter = true;
+      i = j - 1;
+      continue;
+    }
+    if (IsLetter(c)) {
+      letter = true;
+      continue;
+    }
+    if (!(c == ' ' || c == ':' || c == '|' || c == '(' || c == ')' || c == ',' || c == '/' || c == '\'' ||
+          c == '{' || c == '}')) {
+      return false;
+    }
+  }
+  return letter;
+}
+
+// Chains and labels: "x = 5+5+1 = 7 = 11" -> "11" (the last side of a chain of three or
+// more, when the answer is not a list); "\frac{1}{2} = \frac{10}{9}" -> "\frac{10}{9}" (a
+// computation: constant = constant); "(p,q) = (3,2)", "V_1:V_2 = 11:21" -> the value (a
+// label and a constant); "1/3 \approx 0.33" -> "1/3", "x \approx 11" -> "11".
+std::string ReduceEquation(std::string s) {
+  const bool is_list = SplitTopLevel(s, ",").size() > 1 || SplitTopLevel(s, ";").size() > 1;
+  std::vector<std::string_view> parts = SplitTopLevel(s, "=");
+  bool plain = parts.size() >= 2;
+  for (size_t k = 0; k + 1 < parts.size() && plain; ++k) {
+    const std::string_view l = parts[k];
+    plain = !l.empty() && l.back() != '<' && l.back() != '>' && l.back() != '!' && l.back() != ':' &&
+            !parts[k + 1].empty() && parts[k + 1].front() != '=';
+  }
+  if (plain && parts.size() >= 3 && !is_list) {
+    s = std::string(Trim(parts.back()));
+  } else if (plain && parts.size() == 2) {
+    const std::string_view l = Trim(parts[0]), r = Trim(parts[1]);
+    if (!l.empty() && !r.empty() && IsConstantText(r) && ((!is_list && IsConstantText(l)) || IsLabel(l))) {
+      s = std::string(r);
+    }
+  }
+  parts = SplitTopLevel(s, "\\approx");
+  if (parts.size() == 2) {
+    const std::string_view l = Trim(parts[0]), r = Trim(parts[1]);
+    if (!l.empty() && !r.empty()) s = std::string(IsVariableName(l) ? r : l);
+  }
+  return s;
+}
+
 // The whole-answer normalisation, before splitting into elements.
 std::string NormalizeTop(std::string_view raw) {
-  std::string s(Trim(raw));
+  std::string s = FixDoubledBackslashes(Trim(raw));
   if (s.find("\\boxed") != std::string::npos || s.find("\\fbox") != std::string::npos) {
     if (auto b = LastBoxed(s)) s = *b;
   }
+  s = JoinBracedCommas(s);
   s = absl::StrReplaceAll(s, {{"\xe2\x88\x92", "-"},     // U+2212 minus
                               {"\xcf\x80", "\\pi "},     // π
                               {"\xc3\x97", "\\times "},  // ×
                               {"\xc2\xb7", "\\cdot "},   // ·
                               {"\xc2\xb0", ""},          // °
                               {"\xe2\x88\x9e", "\\infty "},
-                              {"{,}", ","},
+                              {"\xe2\x89\xa4", "\\le "},     // ≤
+                              {"\xe2\x89\xa5", "\\ge "},     // ≥
+                              {"\xe2\x89\xa0", "\\ne "},     // ≠
+                              {"\xe2\x89\x88", "\\approx "},  // ≈
                               {"^{\\circ}", ""},
                               {"^\\circ", ""},
                               {"^{\\circ }", ""}});
   s = CleanPass(s);
+  s = absl::StrReplaceAll(s, {{"<=", "\\le "}, {">=", "\\ge "}, {"!=", "\\ne "}});
   for (int pass = 0; pass < 2; ++pass) s = TextPass(s);
   s = CollapseSpaces(s);
   s = std::string(TrimPeriods(s));
   s = StripUnitWords(std::move(s));
+  s = ReplaceConnectives(s);
+  s = ReduceEquation(std::move(s));
   s = StripVariablePrefix(std::move(s));
   s = StripThousands(std::move(s));
   return s;
@@ -817,6 +1381,33 @@ bool DecimalApproximates(std::string_view literal, double value) {
   return m == static_cast<uint64_t>(std::llround(y)) || m == static_cast<uint64_t>(std::floor(y));
 }
 
+// DecimalApproximates for an exact rational, in integer arithmetic, so that long decimals
+// work too: 0.0833333333333333 == 1/12 (16 places).
+bool DecimalApproximatesRational(std::string_view literal, const Rational& value) {
+  bool neg = !literal.empty() && literal[0] == '-';
+  if (neg) literal.remove_prefix(1);
+  if ((value.num < 0) != neg || value.num == 0) return false;
+  const size_t point = literal.find('.');
+  if (point == kNpos) return false;
+  const size_t places = literal.size() - point - 1;
+  if (places == 0 || places > 24) return false;
+  i128 m = 0;
+  int significant = 0, total = 0;
+  for (char c : literal) {
+    if (c == '.') continue;
+    if (++total > 30) return false;
+    if (significant > 0 || c != '0') ++significant;
+    m = m * 10 + (c - '0');
+  }
+  if (significant < 4) return false;
+  i128 scaled = value.num < 0 ? -value.num : value.num;
+  for (size_t k = 0; k < places; ++k) {
+    if (__builtin_mul_overflow(scaled, static_cast<i128>(10), &scaled)) return false;
+  }
+  const i128 q = scaled / value.den, rem = scaled % value.den;
+  return m == q || (m == q + 1 && 2 * rem >= value.den);
+}
+
 bool IsWord(std::string_view t) {
   return t.size() >= 3 && std::all_of(t.begin(), t.end(), [](char c) { return IsLetter(c) || c == ' '; });
 }
@@ -832,7 +1423,7 @@ double PointValue(int trial, int k) {
 
 // Same function of the same variables at fixed pseudo-random points (proportional: up to a
 // nonzero constant factor, for equations).
-bool SameFunction(const LatexExpression& x, const LatexExpression& y, bool proportional) {
+bool SameFunction(const LatexExpression& x, const LatexExpression& y, bool proportional, double* ratio_out = nullptr) {
   if (x.variables() != y.variables()) return false;
   constexpr int kTrials = 5;
   int valid = 0;
@@ -857,6 +1448,7 @@ bool SameFunction(const LatexExpression& x, const LatexExpression& y, bool propo
     }
     ++valid;
   }
+  if (ratio_out) *ratio_out = ratio;
   return valid >= 3;
 }
 
@@ -879,8 +1471,8 @@ bool CompareValues(const std::string& x, const std::string& y, bool percent_scal
   if (rx && ry) {
     if (std::optional<bool> eq = RationalEqual(*rx, *ry)) {
       if (*eq) return true;
-      if (!percent_scaled && IsDecimalLiteral(x) && !Terminates(*ry)) return DecimalApproximates(x, ToDouble(*ry));
-      if (IsDecimalLiteral(y) && !Terminates(*rx)) return DecimalApproximates(y, ToDouble(*rx));
+      if (!percent_scaled && IsDecimalLiteral(x) && !Terminates(*ry)) return DecimalApproximatesRational(x, *ry);
+      if (IsDecimalLiteral(y) && !Terminates(*rx)) return DecimalApproximatesRational(y, *rx);
       return false;
     }
   }
@@ -908,13 +1500,40 @@ bool CompareValues(const std::string& x, const std::string& y, bool percent_scal
   return false;
 }
 
-bool ScalarEquivalent(const Scalar& a, const Scalar& b) {
+bool ScalarValuesEquivalent(const Scalar& a, const Scalar& b) {
   if (a.text.empty() || b.text.empty()) return false;
   if (a.percent == b.percent) return CompareValues(a.text, b.text, false);
   // Exactly one side has a percent sign p%: the other may be p or p/100.
   const Scalar& p = a.percent ? a : b;
   const Scalar& q = a.percent ? b : a;
   return CompareValues(p.text, q.text, false) || CompareValues(p.text, q.text, true);
+}
+
+Scalar NormalizeScalar(std::string_view raw);
+
+// The value of a labelled element "AB=4", "y_1=-2x^2+4x+3"; nullopt if unlabelled.
+std::optional<std::string> LabelledValue(const std::string& t) {
+  std::vector<std::string_view> sides = SplitTopLevel(t, "=");
+  if (sides.size() != 2 || Trim(sides[1]).empty() || !IsLabel(sides[0])) return std::nullopt;
+  const std::string_view l = sides[0];
+  if (!l.empty() && (l.back() == '<' || l.back() == '>' || l.back() == '!' || l.back() == ':')) return std::nullopt;
+  return std::string(Trim(sides[1]));
+}
+
+bool ScalarEquivalent(const Scalar& a, const Scalar& b) {
+  if (ScalarValuesEquivalent(a, b)) return true;
+  // Inside a list, a labelled element matches an unlabelled one by its value ("AB=4, CD=5"
+  // vs "4, 5"); two labelled elements compare whole, so the names must agree.
+  const std::optional<std::string> la = LabelledValue(a.text), lb = LabelledValue(b.text);
+  if (la.has_value() == lb.has_value()) return false;
+  if (la) {
+    Scalar v = NormalizeScalar(*la);
+    v.percent |= a.percent;
+    return ScalarValuesEquivalent(v, b);
+  }
+  Scalar v = NormalizeScalar(*lb);
+  v.percent |= b.percent;
+  return ScalarValuesEquivalent(a, v);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -943,6 +1562,8 @@ Node ListNode(const std::vector<std::string_view>& parts, Node::Kind kind, char 
   n.open = open;
   n.close = close;
   for (auto p : parts) {
+    // "19, 46, and 82" leaves an empty element after the connective became a comma.
+    if (kind == Node::kUnordered && Trim(p).empty()) continue;
     Node item = ParseNode(p, depth + 1);
     if (kind == Node::kUnordered && open == '{' && item.kind == Node::kUnordered && item.open == 'p') {
       // "\{1 \pm \sqrt{5}, -2\}": the two values of a \pm join the set.
@@ -957,13 +1578,25 @@ Node ListNode(const std::vector<std::string_view>& parts, Node::Kind kind, char 
 Node ParseNode(std::string_view t, int depth) {
   t = TrimPeriods(t);
   if (depth > kMaxStructureDepth) return ScalarNode(t);
+  // `(\begin{pmatrix}...\end{pmatrix})`, `[\begin{array}...\end{array}]`: the matrix.
+  if (t.size() >= 2 && (t.front() == '(' || t.front() == '[') && MatchAnyBracket(t) == t.size() - 1 &&
+      StartsWith(Trim(t.substr(1, t.size() - 2)), "\\begin{")) {
+    t = Trim(t.substr(1, t.size() - 2));
+  }
   // Matrices.
   if (StartsWith(t, "\\begin{")) {
     size_t name_end = t.find('}');
     std::string_view name = t.substr(7, name_end == kNpos ? 0 : name_end - 7);
     std::string end = "\\end{" + std::string(name) + "}";
-    if (name_end != kNpos && EndsWith(name, "matrix") && EndsWith(t, end)) {
+    if (name_end != kNpos && (EndsWith(name, "matrix") || name == "array") && EndsWith(t, end) &&
+        t.size() >= end.size() + name_end + 1) {
       std::string_view body = t.substr(name_end + 1, t.size() - end.size() - name_end - 1);
+      if (name == "array") {  // the column spec {cc}
+        body = Trim(body);
+        const size_t spec_end = StartsWith(body, "{") ? MatchBrace(body, 0) : kNpos;
+        if (spec_end == kNpos) return ScalarNode(t);
+        body = body.substr(spec_end + 1);
+      }
       std::vector<std::string_view> rows = SplitTopLevel(body, "\\\\");
       while (!rows.empty() && Trim(rows.back()).empty()) rows.pop_back();
       if (!rows.empty() && rows.size() <= kMaxElements) {
@@ -988,12 +1621,43 @@ Node ParseNode(std::string_view t, int depth) {
     if (parts.size() > kMaxElements) return ScalarNode(t);
     return ListNode(parts, Node::kUnordered, '{', '}', depth);
   }
-  // Tuples and intervals.
-  if (t.size() >= 2 && (t.front() == '(' || t.front() == '[') && (t.back() == ')' || t.back() == ']') &&
-      MatchAnyBracket(t) == t.size() - 1) {
+  // A braced list {1, 2, 3} (braces only group in LaTeX): a set.
+  if (t.size() >= 2 && t.front() == '{' && t.back() == '}' && MatchAnyBracket(t) == t.size() - 1) {
     parts = SplitTopLevel(t.substr(1, t.size() - 2), ",");
     if (parts.size() > kMaxElements) return ScalarNode(t);
+    if (parts.size() >= 2) return ListNode(parts, Node::kUnordered, '{', '}', depth);
+  }
+  // Tuples and intervals; `(0;-2;6)` separates with semicolons.
+  if (t.size() >= 2 && (t.front() == '(' || t.front() == '[') && (t.back() == ')' || t.back() == ']') &&
+      MatchAnyBracket(t) == t.size() - 1) {
+    const std::string_view inner = t.substr(1, t.size() - 2);
+    parts = SplitTopLevel(inner, ",");
+    if (parts.size() == 1) parts = SplitTopLevel(inner, ";");
+    if (parts.size() > kMaxElements) return ScalarNode(t);
     if (parts.size() >= 2) return ListNode(parts, Node::kOrdered, t.front(), t.back(), depth);
+  }
+  // Solutions separated by semicolons: "-12;-11;-10", "p=5,q=2;p=7,q=2" (a group of
+  // assignments is the tuple of its values: (5,2)).
+  parts = SplitTopLevel(t, ";");
+  if (parts.size() > kMaxElements) return ScalarNode(t);
+  if (parts.size() >= 2) {
+    Node n = ListNode({}, Node::kUnordered, '{', '}', depth);
+    for (std::string_view part : parts) {
+      if (Trim(part).empty()) continue;
+      std::vector<std::string_view> assignments = SplitTopLevel(part, ",");
+      std::vector<std::string_view> values;
+      for (std::string_view a : assignments) {
+        std::vector<std::string_view> sides = SplitTopLevel(a, "=");
+        if (sides.size() != 2 || !IsLabel(sides[0]) || Trim(sides[1]).empty()) break;
+        values.push_back(Trim(sides[1]));
+      }
+      if (assignments.size() >= 2 && values.size() == assignments.size() && values.size() <= kMaxElements) {
+        n.items.push_back(ListNode(values, Node::kOrdered, '(', ')', depth + 1));
+      } else {
+        n.items.push_back(ParseNode(part, depth + 1));
+      }
+    }
+    return n;
   }
   // Bare lists "1, 2, 3" (order-insensitive, like a set).
   parts = SplitTopLevel(t, ",");
@@ -1019,6 +1683,46 @@ Node ParseNode(std::string_view t, int depth) {
 // is quadratic per level, so a hostile "set of sets of sets" is cut off (as not equivalent).
 constexpr int kMaxScalarComparisons = 4096;
 
+// A canonical spelling of a node, to find elements written twice.
+void AppendSignature(const Node& n, std::string* out) {
+  if (n.kind == Node::kScalar) {
+    *out += n.scalar.text;
+    if (n.scalar.percent) *out += '%';
+    return;
+  }
+  *out += static_cast<char>('0' + n.kind);
+  *out += n.open;
+  for (const Node& item : n.items) {
+    AppendSignature(item, out);
+    *out += '\x1f';
+  }
+  *out += n.close;
+}
+
+std::vector<const Node*> DistinctItems(const Node& n) {
+  std::vector<const Node*> out;
+  std::vector<std::string> seen;
+  for (const Node& item : n.items) {
+    std::string sig;
+    AppendSignature(item, &sig);
+    if (std::find(seen.begin(), seen.end(), sig) != seen.end()) continue;
+    seen.push_back(std::move(sig));
+    out.push_back(&item);
+  }
+  return out;
+}
+
+// How many elements are labelled scalars "name=value" (with distinct names).
+int LabelledItems(const std::vector<const Node*>& items) {
+  std::vector<std::string> names;
+  for (const Node* item : items) {
+    if (item->kind != Node::kScalar || !LabelledValue(item->scalar.text)) continue;
+    std::string name(SplitTopLevel(item->scalar.text, "=")[0]);
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+  }
+  return static_cast<int>(names.size());
+}
+
 bool NodesEquivalent(const Node& a, const Node& b, int* budget) {
   // A one-element set is its element: \{5\} vs 5.
   if (a.kind == Node::kUnordered && a.items.size() == 1 && b.kind != Node::kUnordered) {
@@ -1040,12 +1744,23 @@ bool NodesEquivalent(const Node& a, const Node& b, int* budget) {
       }
       return true;
     case Node::kUnordered: {
-      if ((a.open == 'U') != (b.open == 'U') || a.items.size() != b.items.size()) return false;
-      std::vector<bool> used(b.items.size(), false);
-      for (const Node& x : a.items) {
+      if ((a.open == 'U') != (b.open == 'U')) return false;
+      // A set: an element written twice counts once ("(3,17,3,7)" listed twice).
+      const std::vector<const Node*> xs = DistinctItems(a), ys = DistinctItems(b);
+      if (xs.size() != ys.size()) return false;
+      // "AB=4, CD=5" vs "4, 5": names on one side only give the order.
+      const int la = LabelledItems(xs), lb = LabelledItems(ys);
+      if ((la == static_cast<int>(xs.size()) && lb == 0) || (lb == static_cast<int>(ys.size()) && la == 0)) {
+        for (size_t k = 0; k < xs.size(); ++k) {
+          if (!NodesEquivalent(*xs[k], *ys[k], budget)) return false;
+        }
+        return true;
+      }
+      std::vector<bool> used(ys.size(), false);
+      for (const Node* x : xs) {
         bool found = false;
-        for (size_t k = 0; k < b.items.size() && !found; ++k) {
-          if (!used[k] && NodesEquivalent(x, b.items[k], budget)) used[k] = found = true;
+        for (size_t k = 0; k < ys.size() && !found; ++k) {
+          if (!used[k] && NodesEquivalent(*x, *ys[k], budget)) used[k] = found = true;
         }
         if (!found) return false;
       }
@@ -1053,6 +1768,120 @@ bool NodesEquivalent(const Node& a, const Node& b, int* budget) {
     }
   }
   return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Inequalities.
+
+enum class RelOp { kLt, kLe, kGt, kGe, kNe };
+
+struct Relation {
+  std::vector<std::string> sides;  // canonical texts
+  std::vector<RelOp> ops;          // sides.size() - 1 of them
+};
+
+// A top-level chain "a < x \le b" (one or two operators) of a canonical answer; nullopt if
+// there is none, or a side is empty, or the text is a list.
+std::optional<Relation> ParseRelation(std::string_view t) {
+  Relation r;
+  size_t depth = 0, start = 0;
+  for (size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
+    std::optional<RelOp> op;
+    size_t len = 1;
+    if (c == '\\') {
+      size_t j = i + 1;
+      if (j < t.size() && !IsLetter(t[j])) {
+        if (t[j] == '{') ++depth;
+        if (t[j] == '}' && depth > 0) --depth;
+        ++i;
+        continue;
+      }
+      while (j < t.size() && IsLetter(t[j])) ++j;
+      const std::string_view name = t.substr(i + 1, j - i - 1);
+      if (name == "le") op = RelOp::kLe;
+      if (name == "ge") op = RelOp::kGe;
+      if (name == "ne") op = RelOp::kNe;
+      len = j - i;
+      if (!op) {
+        i = j - 1;
+        continue;
+      }
+    } else if (c == '<') {
+      op = RelOp::kLt;
+    } else if (c == '>') {
+      op = RelOp::kGt;
+    } else if (IsOpen(c)) {
+      ++depth;
+    } else if (IsClose(c) && depth > 0) {
+      --depth;
+    } else if (depth == 0 && (c == ',' || c == ';' || c == '=')) {
+      return std::nullopt;
+    }
+    if (op && depth == 0) {
+      r.sides.emplace_back(Trim(t.substr(start, i - start)));
+      r.ops.push_back(*op);
+      start = i + len;
+    }
+    if (op) i += len - 1;
+  }
+  if (r.ops.empty() || r.ops.size() > 2) return std::nullopt;
+  r.sides.emplace_back(Trim(t.substr(start)));
+  for (const std::string& side : r.sides) {
+    if (side.empty()) return std::nullopt;
+  }
+  // One direction only: "a < x \le b" or "a > x > b"; \ne stands alone.
+  const bool up = r.ops[0] == RelOp::kLt || r.ops[0] == RelOp::kLe;
+  for (RelOp op : r.ops) {
+    if (op == RelOp::kNe) {
+      if (r.ops.size() != 1) return std::nullopt;
+      continue;
+    }
+    if ((op == RelOp::kLt || op == RelOp::kLe) != up) return std::nullopt;
+  }
+  // Ascending: "a > x" becomes "x < a".
+  if (r.ops[0] == RelOp::kGt || r.ops[0] == RelOp::kGe) {
+    std::reverse(r.sides.begin(), r.sides.end());
+    std::reverse(r.ops.begin(), r.ops.end());
+    for (RelOp& op : r.ops) op = op == RelOp::kGt ? RelOp::kLt : RelOp::kLe;
+  }
+  return r;
+}
+
+// Same inequalities: per link, the same operator and left-minus-right sides that are
+// positive multiples of each other (any nonzero multiple for \ne), with variables.
+bool RelationsEquivalent(const Relation& a, const Relation& b) {
+  if (a.ops != b.ops) return false;
+  for (size_t k = 0; k < a.ops.size(); ++k) {
+    const std::string da = "(" + a.sides[k] + ")-(" + a.sides[k + 1] + ")";
+    const std::string db = "(" + b.sides[k] + ")-(" + b.sides[k + 1] + ")";
+    if (da == db) continue;
+    if (da.size() > LatexExpression::kMaxInputBytes || db.size() > LatexExpression::kMaxInputBytes) return false;
+    auto ea = LatexExpression::Parse(da), eb = LatexExpression::Parse(db);
+    if (!ea.ok() || !eb.ok() || ea->variables().empty()) return false;
+    double ratio = 0;
+    if (!SameFunction(*ea, *eb, /*proportional=*/true, &ratio)) return false;
+    if (a.ops[k] != RelOp::kNe && !(ratio > 0)) return false;
+  }
+  return true;
+}
+
+// The interval an inequality in one variable describes: "-2 \le x < 7" -> "[-2,7)",
+// "x \ge 5" -> "[5,\infty)"; nullopt for anything else.
+std::optional<std::string> RelationAsInterval(const Relation& r) {
+  auto is_const = [](const std::string& t) { return IsConstantText(t); };
+  auto open = [](RelOp op) { return op == RelOp::kLt ? "(" : "["; };
+  auto close = [](RelOp op) { return op == RelOp::kLt ? ")" : "]"; };
+  for (RelOp op : r.ops) {
+    if (op == RelOp::kNe) return std::nullopt;
+  }
+  if (r.ops.size() == 2) {
+    if (!is_const(r.sides[0]) || is_const(r.sides[1]) || !is_const(r.sides[2])) return std::nullopt;
+    return open(r.ops[0]) + r.sides[0] + "," + r.sides[2] + close(r.ops[1]);
+  }
+  if (!is_const(r.sides[0]) && is_const(r.sides[1])) return "(-\\infty," + r.sides[1] + close(r.ops[0]);
+  if (is_const(r.sides[0]) && !is_const(r.sides[1])) return open(r.ops[0]) + r.sides[0] + ",\\infty)";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -1092,17 +1921,62 @@ std::optional<std::string> LastBoxed(std::string_view text) {
 }
 
 std::optional<std::string> ExtractAnswer(std::string_view completion, const ExtractOptions& options) {
-  if (auto boxed = LastBoxed(completion)) {
+  size_t marker_at = kNpos;
+  std::optional<std::string> stated = AfterMarker(completion, "answer is", &marker_at);
+  if (auto boxed = JoinedBoxes(completion)) {
     std::string_view t = Trim(*boxed);
-    if (!t.empty()) return std::string(t);
+    // "\boxed{255} ... The final answer is $10,455$": an answer stated after the last box
+    // (and that looks like one) replaces it.
+    size_t last_box = completion.rfind("\\boxed");
+    const size_t fbox = completion.rfind("\\fbox");
+    if (last_box == kNpos || (fbox != kNpos && fbox > last_box)) last_box = fbox;
+    const bool final_answer =
+        marker_at != kNpos && marker_at >= 6 && EqualsIgnoreCase(completion.substr(marker_at - 6, 6), "final ");
+    const bool later = stated && final_answer && marker_at > last_box && !stated->empty() &&
+                       (IsDigit(stated->front()) || std::string_view("$-([{.").find(stated->front()) != kNpos ||
+                        (stated->front() == '\\' && stated->size() > 1 && IsLetter((*stated)[1])));
+    if (!t.empty() && !later) return std::string(t);
   }
-  if (auto a = AfterMarker(completion, "answer is")) return a;
+  if (stated) return stated;
   if (auto a = AfterMarker(completion, "####")) return a;
-  if (options.fallback_last_number) return LastNumber(completion);
-  return std::nullopt;
+  // The last math span or the last number, whichever ends last.
+  const std::vector<MathSpan> spans = ScanMath(completion);
+  size_t last_span = spans.size();
+  for (size_t k = spans.size(); k-- > 0;) {
+    if (spans[k].candidate) {
+      last_span = k;
+      break;
+    }
+  }
+  std::optional<NumberToken> number;
+  if (options.fallback_last_number) number = LastNumberToken(completion, spans, options.lenient_numbers);
+  if (number && (last_span == spans.size() || number->begin >= spans[last_span].end)) {
+    if (!number->valid) return std::nullopt;
+    return number->value;
+  }
+  if (last_span == spans.size()) return std::nullopt;
+  // Spans joined by connectives form one list; a percent sign right after a span stays.
+  constexpr size_t kMaxJoined = 8;
+  size_t first = last_span;
+  while (first > 0 && last_span - first + 1 < kMaxJoined && spans[first - 1].candidate &&
+         IsSpanConnective(completion.substr(spans[first - 1].end, spans[first].begin - spans[first - 1].end))) {
+    --first;
+  }
+  std::string out;
+  for (size_t k = first; k <= last_span; ++k) {
+    std::string_view content = Trim(completion.substr(spans[k].content_begin,
+                                                      spans[k].content_end - spans[k].content_begin));
+    while (!content.empty() && (content.back() == '.' || content.back() == ',')) content = Trim(content.substr(0, content.size() - 1));
+    if (content.empty()) continue;
+    if (!out.empty()) out += ", ";
+    out.append(content.data(), content.size());
+    if (PercentSuffix(completion, spans[k].end) && content.back() != '%') out += '%';
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
 }
 
-bool AnswersEquivalent(std::string_view prediction, std::string_view reference) {
+bool AnswersEquivalent(std::string_view prediction, std::string_view reference, const CompareOptions& options) {
   std::string_view p = Trim(prediction), r = Trim(reference);
   if (p.empty() || r.empty()) return false;
   if (p == r) return true;
@@ -1112,14 +1986,25 @@ bool AnswersEquivalent(std::string_view prediction, std::string_view reference) 
   if (cp == cr) return true;
   if (np.size() > kMaxCompareBytes || nr.size() > kMaxCompareBytes) return false;
   int budget = kMaxScalarComparisons;
+  // Inequalities: with each other, or as the interval they describe.
+  const std::optional<Relation> rp = ParseRelation(cp), rr = ParseRelation(cr);
+  if (rp && rr) return RelationsEquivalent(*rp, *rr);
+  if (rp || rr) {
+    if (rp && !options.allow_set_relation) return false;
+    const std::optional<std::string> interval = RelationAsInterval(rp ? *rp : *rr);
+    if (!interval) return false;
+    return rp ? NodesEquivalent(ParseNode(*interval, 0), ParseNode(nr, 0), &budget)
+              : NodesEquivalent(ParseNode(np, 0), ParseNode(*interval, 0), &budget);
+  }
   return NodesEquivalent(ParseNode(np, 0), ParseNode(nr, 0), &budget);
 }
 
-VerifyResult Verify(std::string_view completion, std::string_view reference_answer, const ExtractOptions& options) {
+VerifyResult Verify(std::string_view completion, std::string_view reference_answer, const ExtractOptions& options,
+                    const CompareOptions& compare) {
   VerifyResult result;
   if (std::optional<std::string> extracted = ExtractAnswer(completion, options)) {
     result.extracted = std::move(*extracted);
-    result.correct = AnswersEquivalent(result.extracted, reference_answer);
+    result.correct = AnswersEquivalent(result.extracted, reference_answer, compare);
   }
   return result;
 }

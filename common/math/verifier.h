@@ -41,17 +41,31 @@
 namespace swarr {
 
 struct ExtractOptions {
-  // When no \boxed{}, "The answer is" or "####" answer is present, use the last number in
-  // the completion (`-12`, `3.5`, `1,000`, `3/4`). Default true.
+  // When no \boxed{}, "The answer is" or "####" answer is present and the last math span
+  // does not come after it, use the last standalone number in the completion (`-12`,
+  // `3.5`, `1,000`, `3/4`, `28 percent`). Default true.
   bool fallback_last_number = true;
+  // Lenient number forms in that fallback (Math-Verify reads them too): a decimal comma
+  // (`2,74` = 2.74, `0,111` = 0.111; groups of three stay thousands: `1,234` = 1234) and a
+  // space as thousands separator (`1 000`). Default true; `swarr verify --strict` turns
+  // them off.
+  bool lenient_numbers = true;
 };
 
 // The final answer of a model completion, trimmed, in this order of preference:
 //  1. the content of the last \boxed{...} / \fbox{...} (nested braces; also `\boxed 5`);
+//     boxes right before it that are separated from it only by a connective (`,`, `and`,
+//     `or`, `\quad`, math delimiters, at most four words) join it as a list:
+//     `\boxed{1} and \boxed{-2}` -> "1, -2";
 //  2. the rest of the line after the last "answer is" (case-insensitive; "The answer is:
 //     $5$." -> "5");
 //  3. the rest of the line after the last "####" (GSM8K);
-//  4. if options.fallback_last_number, the last number.
+//  4. whichever ends last of: the last LaTeX math span (`$...$`, `$$...$$`, `\(...\)`,
+//     `\[...\]`; inline spans on one line; spans joined by `,`/`and`/`or` form a list;
+//     a `%`/`percent` right after it is kept) and, if options.fallback_last_number, the
+//     last standalone number outside math spans. A number inside a word (`AZYUK2A`),
+//     attached to an operator (`5-3`, `(1/2)/(3/4)`), an exponent or a tuple is not an
+//     answer: then the result is nullopt, not a digit picked out of it.
 // A rule whose result is empty (or an unbalanced last \boxed{) falls through to the next.
 // nullopt if none applies.
 std::optional<std::string> ExtractAnswer(std::string_view completion, const ExtractOptions& options = {});
@@ -60,9 +74,19 @@ std::optional<std::string> ExtractAnswer(std::string_view completion, const Extr
 // nullopt if there is none or it is unbalanced.
 std::optional<std::string> LastBoxed(std::string_view text);
 
+struct CompareOptions {
+  // Inequalities vs intervals. A reference relation (`-2 \le x \le 7`, `x > 3`) always
+  // matches the same set written as an interval (`[-2,7]`, `x \in (3, \infty)`). A
+  // predicted relation matches a reference interval only when this is true: by default a
+  // model that restates the inequality of the question instead of solving it is not
+  // rewarded (Math-Verify's allow_set_relation_comp, same default).
+  bool allow_set_relation = false;
+};
+
 // Whether two final answers are mathematically the same (prediction vs reference). The
-// relation is symmetric. Empty answers are never equivalent to anything.
-bool AnswersEquivalent(std::string_view prediction, std::string_view reference);
+// relation is symmetric except for inequality-vs-interval (CompareOptions). Empty answers
+// are never equivalent to anything.
+bool AnswersEquivalent(std::string_view prediction, std::string_view reference, const CompareOptions& options = {});
 
 struct VerifyResult {
   bool correct = false;
@@ -71,7 +95,7 @@ struct VerifyResult {
 
 // ExtractAnswer(completion, options), then AnswersEquivalent(extracted, reference_answer).
 VerifyResult Verify(std::string_view completion, std::string_view reference_answer,
-                    const ExtractOptions& options = {});
+                    const ExtractOptions& options = {}, const CompareOptions& compare = {});
 
 }  // namespace swarr
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <utility>
@@ -43,12 +44,14 @@ TEST(ExtractAnswerTest, Priorities) {
   EXPECT_THAT(ExtractAnswer("total 1,000 dollars"), Optional(std::string("1,000")));
   EXPECT_THAT(ExtractAnswer("the ratio is 3/4"), Optional(std::string("3/4")));
   EXPECT_THAT(ExtractAnswer("value -7"), Optional(std::string("-7")));
-  EXPECT_THAT(ExtractAnswer("5-3 equals"), Optional(std::string("3")));
+  // A number that is an operand of an expression is not an answer (no digit picking).
+  EXPECT_EQ(ExtractAnswer("5-3 equals"), std::nullopt);
   EXPECT_EQ(ExtractAnswer("value 7", ExtractOptions{.fallback_last_number = false}), std::nullopt);
   EXPECT_EQ(ExtractAnswer("no numbers at all"), std::nullopt);
   EXPECT_EQ(ExtractAnswer(""), std::nullopt);
   // An unbalanced (truncated) last box falls through.
-  EXPECT_THAT(ExtractAnswer("\\boxed{12"), Optional(std::string("12")));
+  // ... to no answer: the digits are inside the command, not a number of their own.
+  EXPECT_EQ(ExtractAnswer("\\boxed{12"), std::nullopt);
   EXPECT_EQ(ExtractAnswer("\\boxed{12", ExtractOptions{.fallback_last_number = false}), std::nullopt);
   // An empty box falls through.
   EXPECT_THAT(ExtractAnswer("\\boxed{ } the answer is 6"), Optional(std::string("6")));
@@ -219,7 +222,11 @@ const Pair kPairs[] = {
     {"a = 2, b = 3", "b = 2, a = 3", false},
     {"a=2, b=3", "b=3, a=2", true},
     {"x = 1, y = 2", "x=1,y=2", true},
-    {"x = 1, y = 2", "1, 2", false},
+    // Names on one side only: the values in the named order (Math-Verify: "AB=4,CD=5" vs
+    // "4, 5").
+    {"x = 1, y = 2", "1, 2", true},
+    {"x = 1, y = 2", "2, 1", false},
+    {"x = 1, y = 2", "1, 3", false},
     // Multiple choice.
     {"(B)", "B", true},
     {"\\text{(B)}", "B", true},
@@ -349,6 +356,188 @@ TEST(AnswersEquivalentTest, Table) {
   }
   EXPECT_GE(equivalent + not_equivalent, 150);
   EXPECT_GE(not_equivalent, 70);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 18 (Math-Verify agreement): each kind with true and false cases of our own.
+
+struct VerifyCase {
+  const char* completion;
+  const char* reference;
+  bool correct;
+};
+
+void ExpectVerify(const VerifyCase* cases, size_t n, const ExtractOptions& options = {},
+                  const CompareOptions& compare = {}) {
+  for (size_t k = 0; k < n; ++k) {
+    const VerifyResult r = Verify(cases[k].completion, cases[k].reference, options, compare);
+    EXPECT_EQ(r.correct, cases[k].correct) << "completion: " << cases[k].completion
+                                           << "\nreference:  " << cases[k].reference
+                                           << "\nextracted:  " << r.extracted;
+  }
+}
+
+// Unboxed LaTeX: the last math span is the answer, parsed, not its last digit.
+TEST(MathVerifyKindsTest, UnboxedLatexAnswers) {
+  const VerifyCase cases[] = {
+      {"So the probability is $\\frac{2}{5}$", "\\frac{2}{5}", true},
+      {"So the probability is $\\frac{2}{5}$", "5", false},
+      {"Hence \\(\\dfrac{4}{7}\\)", "4/7", true},
+      {"Hence \\(\\dfrac{4}{7}\\)", "7", false},
+      {"The side is $\\sqrt5$", "\\sqrt{5}", true},
+      {"The side is $\\sqrt5$", "5", false},
+      {"We get $m = \\frac{2}{9}$", "\\frac29", true},
+      {"We get $m = \\frac{2}{9}$", "9", false},
+      {"The rope is $\\frac{3}{4}\\text{ meters}$ long", "0.75", true},
+      {"The rope is $\\frac{3}{4}\\textbf{ meters}$ long", "3/4", true},
+      {"The rope is $\\frac{3}{4}\\text{ meters}$ long", "4", false},
+      {"The domain is $[2,5)$.", "[2,5)", true},
+      {"The domain is $[2,5)$.", "5", false},
+      {"The domain is $[2,5)$.", "(2,5)", false},
+      {"Display: \\[\n  17\n\\] done", "17", true},
+      {"Display: $$\n  17\n$$ done", "17", true},
+      {"Value \\( (6+11) \\)", "17", true},
+      {"Roots: $3$ and $-4$", "-4, 3", true},
+      {"Roots: $3$ and $-4$", "3", false},
+      {"$12$ and then we stop at $x = 5$", "5", true},
+      {"Total: $40$ %", "40\\%", true},
+  };
+  ExpectVerify(cases, std::size(cases));
+}
+
+// The last-number fallback never takes digits out of a word, an expression or a math span.
+TEST(MathVerifyKindsTest, NoDigitsPickedOutOfWordsOrExpressions) {
+  const VerifyCase cases[] = {
+      {"QWERT7Y", "7", false},
+      {"code XJ9", "9", false},
+      {"so $\\frac{3+\\sqrt{7}}{2}$", "2", false},
+      {"so $\\frac{3+\\sqrt{7}}{2}$", "\\frac{3+\\sqrt7}{2}", true},
+      {"so $-[2,4)$", "4", false},
+      {"so $-[2,4)$", "[2,4)", false},
+      {"Answer $ \n 8 \n $", "8", false},
+      {"Answer \\( \n 8 \n \\)", "8", false},
+      {"it is 4 - 1", "1", false},
+      {"it is (2/3) / (4/5)", "4/5", false},
+      {"it is 2^5", "5", false},
+      {"the point (4, 6)", "6", false},
+      {"we get 6 apples", "6", true},
+      {"the total is $15 and", "15", true},
+      {"it is 3 - which is odd", "3", true},
+  };
+  ExpectVerify(cases, std::size(cases));
+  EXPECT_EQ(ExtractAnswer("QWERT7Y"), std::nullopt);
+  EXPECT_EQ(ExtractAnswer("Answer $ \n 8 \n $"), std::nullopt);
+  EXPECT_THAT(ExtractAnswer("9:2+3=5,A5"), Optional(std::string("5")));  // window task
+}
+
+// Number forms of plain text and LaTeX.
+TEST(MathVerifyKindsTest, NumberForms) {
+  const VerifyCase cases[] = {
+      {"it is 2 500 in all", "2500", true},
+      {"it is 3,75 euros", "3.75", true},
+      {"it is 0,125", "0.125", true},
+      {"it is 2500,5", "2500.5", true},
+      {"it is 1,250", "1250", true},
+      {"it is 1,250", "1.25", false},
+      {"the list 1,2,3", "1.2", false},
+      {"\\frac{7}{3}", "7/3", true},
+      {"-\\frac{7}{3}", "-7/3", true},
+      {"\\frac{7}{3}", "3", false},
+      {"$\\cfrac{2}{7}$", "2/7", true},
+      {"$\\tfrac{2}{7}$", "\\frac{2}{7}", true},
+      {"$\\left( \\frac{2}{7} \\right)$", "2/7", true},
+      {"It grew 35 pct", "35\\%", true},
+      {"It grew 35 percentage points", "35\\%", true},
+      {"$\\boxed{35 pct}", "$35\\%$", true},
+      {"$\\boxed{35 percentage}", "$35\\%$", true},
+      {"It grew 35 pct", "36\\%", false},
+      {"It costs $1,000.50", "1000.5", true},
+      {"so 2.5m\xc2\xb2 of it", "2.5", true},
+      {"$\\frac{1}{2} \\$ = \\frac{7}{6}$", "7/6", true},
+      {"so $14 {, }916$", "14916", true},
+  };
+  ExpectVerify(cases, std::size(cases));
+  // Strict: no decimal comma, no space as thousands separator.
+  const VerifyCase strict[] = {
+      {"it is 3,75 euros", "3.75", false},
+      {"it is 2 500 in all", "2500", false},
+      {"it is 1,250", "1250", true},
+  };
+  ExpectVerify(strict, std::size(strict), ExtractOptions{.fallback_last_number = true, .lenient_numbers = false});
+}
+
+// Structured answers: several boxes, solution sets, labels, ratios, relations, intervals.
+TEST(MathVerifyKindsTest, StructuredAnswers) {
+  const VerifyCase cases[] = {
+      {"The integers are \\boxed{-3} and \\boxed{4}.", "4,-3", true},
+      {"The integers are \\boxed{-3} and \\boxed{4}.", "4", false},
+      {"$\\boxed{(1,2)} \\quad \\text{and} \\quad \\boxed{(3,4)}$", "(3,4),(1,2)", true},
+      {"$\\boxed{(1,2)} \\quad \\text{and} \\quad \\boxed{(3,4)}$", "(1,2),(4,3)", false},
+      {"\\boxed{2} apples and \\boxed{5} pears", "2, 5", true},
+      {"\\boxed{2} is wrong so one more try \\boxed{5}", "2, 5", false},
+      {"\\boxed{2} is wrong so one more try \\boxed{5}", "5", true},
+      {"\\boxed{6}, \\boxed{6}", "6", true},
+    {"it is -7", "-7", true},
+    {"it is 2 * -7", "-7", false},
+  };
+  ExpectVerify(cases, std::size(cases));
+  const Pair pairs[] = {
+      {"(4,1),(6,1)", "a=4,b=1;a=6,b=1", true},
+      {"(1,4),(1,6)", "a=4,b=1;a=6,b=1", false},
+      {"(4;1;2),(0;0;0)", "(0,0,0),(4,1,2)", true},
+      {"-5;-4;-1", "\\{-1,-4,-5\\}", true},
+      {"-5;-4;-1", "\\{-1,-4\\}", false},
+      {"3:7", "A_1:A_2=3:7", true},
+      {"7:3", "A_1:A_2=3:7", false},
+      {"5,9", "PQ=5,RS=9", true},
+      {"5,8", "PQ=5,RS=9", false},
+      {"\\frac{1}{\\sqrt{3}}", "\\frac{AO}{OC}=\\frac{1}{\\sqrt{3}}", true},
+      {"(2,5)", "(m,n)=(2,5)", true},
+      {"(5,2)", "(m,n)=(2,5)", false},
+      {"a=2, b=3", "b=2, a=3", false},
+      {"4, 7", "4 and 7", true},
+      {"(2,1),(1,2)", "(2,1)or(1,2)", true},
+      {"3, 8, 9", "3, 8, and 9", true},
+      {"{3, 8, 9}", "\\{8,9,3\\}", true},
+      {"{3, 8}", "(3,8)", false},
+      {"x = 7 + 2 = 9", "9", true},
+      {"x = 7 + 2 = 9", "7", false},
+      {"y = 2/3 \\approx 0.67", "\\frac23", true},
+      {"y \\approx 0.67", "0.67", true},
+      {"7 = 3a+b", "3a+b", false},
+      {"x \\geq 4", "x >= 4", true},
+      {"x \\lt 4", "x < 4", true},
+      {"4 \\ge y", "y \\leq 4", true},
+      {"-y > -4", "y < 4", true},
+      {"y > 4", "y < 4", false},
+      {"y \\ge 4", "y > 4", false},
+      {"x \\ne 2", "x != 2", true},
+  };
+  for (const Pair& p : pairs) {
+    EXPECT_EQ(AnswersEquivalent(p.prediction, p.reference), p.equivalent) << p.prediction << " vs " << p.reference;
+    EXPECT_EQ(AnswersEquivalent(p.reference, p.prediction), p.equivalent) << p.reference << " vs " << p.prediction;
+  }
+}
+
+// Inequality vs interval: a predicted interval always matches a reference inequality; a
+// predicted inequality matches a reference interval only with allow_set_relation.
+TEST(MathVerifyKindsTest, IntervalsAndInequalities) {
+  EXPECT_TRUE(AnswersEquivalent("[-3,8]", "-3 \\le x \\le 8"));
+  EXPECT_TRUE(AnswersEquivalent("x \\in [-3,8]", "-3 \\le x \\le 8"));
+  EXPECT_TRUE(AnswersEquivalent("(-3,8]", "-3 < t \\le 8"));
+  EXPECT_TRUE(AnswersEquivalent("[5, \\infty)", "x \\geq 5"));
+  EXPECT_TRUE(AnswersEquivalent("(-\\infty, 5)", "5 > x"));
+  EXPECT_FALSE(AnswersEquivalent("(-3,8)", "-3 \\le x \\le 8"));
+  EXPECT_FALSE(AnswersEquivalent("[-3,9]", "-3 \\le x \\le 8"));
+  EXPECT_FALSE(AnswersEquivalent("-3 \\le x \\le 8", "[-3,8]"));
+  EXPECT_FALSE(AnswersEquivalent("-3 \\le x \\le 8", "x \\in [-3,8]"));
+  const CompareOptions allow{.allow_set_relation = true};
+  EXPECT_TRUE(AnswersEquivalent("-3 \\le x \\le 8", "[-3,8]", allow));
+  EXPECT_TRUE(AnswersEquivalent("-3 \\le x \\le 8", "x \\in [-3,8]", allow));
+  EXPECT_FALSE(AnswersEquivalent("-3 < x \\le 8", "[-3,8]", allow));
+  EXPECT_TRUE(AnswersEquivalent("-3 \\le x \\le 8", "-3 \\le x \\le 8"));
+  EXPECT_TRUE(AnswersEquivalent("8 \\ge x \\ge -3", "-3 \\le x \\le 8"));
+  EXPECT_FALSE(AnswersEquivalent("-3 \\le x \\le 9", "-3 \\le x \\le 8"));
 }
 
 // ---------------------------------------------------------------------------------------

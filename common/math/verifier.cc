@@ -1047,7 +1047,7 @@ std::string ReduceEquation(std::string s) {
 }
 
 // The whole-answer normalisation, before splitting into elements.
-std::string NormalizeTop(std::string_view raw) {
+std::string NormalizeTop(std::string_view raw, bool keep_equation = false) {
   std::string s = FixDoubledBackslashes(Trim(raw));
   if (s.find("\\boxed") != std::string::npos || s.find("\\fbox") != std::string::npos) {
     if (auto b = LastBoxed(s)) s = *b;
@@ -1074,7 +1074,7 @@ std::string NormalizeTop(std::string_view raw) {
   s = StripUnitWords(std::move(s));
   s = ReplaceConnectives(s);
   s = ReduceEquation(std::move(s));
-  s = StripVariablePrefix(std::move(s));
+  if (!keep_equation) s = StripVariablePrefix(std::move(s));
   s = StripThousands(std::move(s));
   return s;
 }
@@ -1724,12 +1724,19 @@ int LabelledItems(const std::vector<const Node*>& items) {
 }
 
 bool NodesEquivalent(const Node& a, const Node& b, int* budget) {
-  // A one-element set is its element: \{5\} vs 5.
-  if (a.kind == Node::kUnordered && a.items.size() == 1 && b.kind != Node::kUnordered) {
-    return NodesEquivalent(a.items[0], b, budget);
+  // A one-element set is its element: \{5\} vs 5; so is a list of one value written
+  // several ways ("\boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}}").
+  if (a.kind == Node::kUnordered && !a.items.empty() && b.kind != Node::kUnordered) {
+    for (const Node& x : a.items) {
+      if (!NodesEquivalent(x, b, budget)) return false;
+    }
+    return true;
   }
-  if (b.kind == Node::kUnordered && b.items.size() == 1 && a.kind != Node::kUnordered) {
-    return NodesEquivalent(a, b.items[0], budget);
+  if (b.kind == Node::kUnordered && !b.items.empty() && a.kind != Node::kUnordered) {
+    for (const Node& y : b.items) {
+      if (!NodesEquivalent(a, y, budget)) return false;
+    }
+    return true;
   }
   if (a.kind != b.kind) return false;
   switch (a.kind) {
@@ -1996,7 +2003,14 @@ bool AnswersEquivalent(std::string_view prediction, std::string_view reference, 
     return rp ? NodesEquivalent(ParseNode(*interval, 0), ParseNode(nr, 0), &budget)
               : NodesEquivalent(ParseNode(np, 0), ParseNode(*interval, 0), &budget);
   }
-  return NodesEquivalent(ParseNode(np, 0), ParseNode(nr, 0), &budget);
+  if (NodesEquivalent(ParseNode(np, 0), ParseNode(nr, 0), &budget)) return true;
+  // Two equations of which one was read as "y = <value>": compare them as equations
+  // ("y=-\frac12x+\frac34" and "2x+4y-3=0" are the same line).
+  if (p.find('=') == kNpos || r.find('=') == kNpos) return false;
+  const std::string ep = NormalizeTop(p, /*keep_equation=*/true), er = NormalizeTop(r, /*keep_equation=*/true);
+  if (ep == np && er == nr) return false;
+  if (SplitTopLevel(ep, "=").size() != 2 || SplitTopLevel(er, "=").size() != 2) return false;
+  return NodesEquivalent(ParseNode(ep, 0), ParseNode(er, 0), &budget);
 }
 
 VerifyResult Verify(std::string_view completion, std::string_view reference_answer, const ExtractOptions& options,

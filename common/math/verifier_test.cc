@@ -512,6 +512,12 @@ TEST(MathVerifyKindsTest, StructuredAnswers) {
       {"y > 4", "y < 4", false},
       {"y \\ge 4", "y > 4", false},
       {"x \\ne 2", "x != 2", true},
+      // An equation read as "y = value" is still the same line as another equation.
+      {"y=-\\frac{1}{2}x+\\frac{3}{4}", "2x+4y-3=0", true},
+      {"y=-\\frac{1}{2}x+\\frac{3}{4}", "2x+4y-5=0", false},
+      // One value written several ways is that value; two values are not one.
+      {"15\\frac{39}{40}, \\frac{639}{40}", "\\frac{639}{40}", true},
+      {"3, 4", "4", false},
   };
   for (const Pair& p : pairs) {
     EXPECT_EQ(AnswersEquivalent(p.prediction, p.reference), p.equivalent) << p.prediction << " vs " << p.reference;

@@ -266,8 +266,9 @@ bool IsAttachedUnit(std::string_view w) {
 }
 
 struct NumberToken {
-  size_t begin = 0, end = 0;
-  std::string value;   // canonical: no separators, decimal point, `%` kept
+  size_t begin = 0, end = 0;                // with sign and percent suffix
+  size_t digits_begin = 0, digits_end = 0;  // the number itself
+  std::string value;   // decimal point for a decimal comma, no space separators, `%` kept
   bool valid = false;  // false: part of a word or of a larger expression
 };
 
@@ -286,6 +287,7 @@ bool StandsAlone(std::string_view s, size_t begin, size_t end) {
     const char l = s[begin - 1];
     if (l == '_' || l == '^' || l == '\\' || l == '{' || l == '.') return false;
     if (IsLetter(l) && begin >= 2 && IsLetter(s[begin - 2])) return false;  // a word
+    if (l == ',' && begin >= 2 && IsDigit(s[begin - 2])) return false;       // "3,75" strict, "1,2,3"
   }
   // Left operand: skip a sign, spaces and opening parentheses.
   size_t l = begin;
@@ -300,8 +302,8 @@ bool StandsAlone(std::string_view s, size_t begin, size_t end) {
       size_t m = k;
       while (m > 0 && s[m - 1] == ' ') --m;
       if (m > 0 && (IsAlnum(s[m - 1]) || s[m - 1] == ')')) return false;  // binary minus
-    } else if (IsOperatorAt(s, k) || (k >= 1 && (s.compare(k - 1, 2, "\xc3\x97") == 0 || s.compare(k - 1, 2, "\xc3\xb7") == 0))) {
-      return false;
+    } else if (IsOperatorAt(s, k) || (k >= 1 && IsOperatorAt(s, k - 1) && static_cast<unsigned char>(s[k]) >= 0x80)) {
+      return false;  // the second byte of a `×` / `÷` also ends an operator
     }
   }
   if (end < n) {
@@ -404,7 +406,8 @@ NumberToken ReadNumber(std::string_view s, size_t i, bool lenient) {
     t.begin = i - 1;
     t.value.insert(t.value.begin(), '-');
   }
-  t.valid = StandsAlone(s, i, j);
+  t.digits_begin = i;
+  t.digits_end = j;
   if (const size_t pct = PercentSuffix(s, j)) {
     t.value += '%';
     t.end = j + pct;
@@ -447,7 +450,7 @@ std::optional<NumberToken> LastNumberToken(std::string_view s, const std::vector
         t.begin = (i > 0 && s[i - 1] == '-') ? i - 1 : i;
         t.end = i + len;
         t.value = std::string(s.substr(t.begin, t.end - t.begin));
-        t.valid = true;
+        t.digits_begin = t.digits_end = kNpos;  // stands alone by construction
         last = std::move(t);
         i += len;
         continue;
@@ -463,6 +466,10 @@ std::optional<NumberToken> LastNumberToken(std::string_view s, const std::vector
       continue;
     }
     ++i;
+  }
+  // Only the last one matters: check its surroundings once.
+  if (last) {
+    last->valid = last->digits_begin == kNpos || StandsAlone(s, last->digits_begin, last->digits_end);
   }
   return last;
 }
@@ -1973,7 +1980,9 @@ std::optional<std::string> ExtractAnswer(std::string_view completion, const Extr
   for (size_t k = first; k <= last_span; ++k) {
     std::string_view content = Trim(completion.substr(spans[k].content_begin,
                                                       spans[k].content_end - spans[k].content_begin));
-    while (!content.empty() && (content.back() == '.' || content.back() == ',')) content = Trim(content.substr(0, content.size() - 1));
+    while (!content.empty() && (content.back() == '.' || content.back() == ',')) {
+      content = Trim(content.substr(0, content.size() - 1));
+    }
     if (content.empty()) continue;
     if (!out.empty()) out += ", ";
     out.append(content.data(), content.size());

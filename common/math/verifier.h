@@ -23,8 +23,14 @@
 //    the same set of variables; equations (`5x-7y+11z+4=0`) compare as proportional
 //    left-minus-right sides.
 //  * Structures: tuples `(1,2)` and intervals `[1,2)` compare element-wise with the same
-//    brackets; sets `\{1,2\}`, bare lists `1, 2`, unions `A \cup B` and `a \pm b` compare
-//    order-insensitively; matrices element-wise.
+//    brackets; sets `\{1,2\}` / `{1,2}`, bare lists `1, 2` (also `;`-separated), unions
+//    `A \cup B` and `a \pm b` compare order-insensitively; matrices element-wise. Names on
+//    one side only are labels (`AB=4, CD=5` == `4, 5`; `p=5,q=2;p=7,q=2` == `(5,2),(7,2)`).
+//  * Chains and labels: `x = 5+5+1 = 11` -> 11, `\frac12 = \frac{10}{9}` -> 10/9,
+//    `(p,q) = (3,2)` -> (3,2), `V_1:V_2 = 11:21` -> 11:21, `1/3 \approx 0.33` -> 1/3.
+//  * Inequalities compare with each other (`5 \ge x` == `x \le 5`) and, from the reference
+//    side, with the interval they describe (`-2 \le x \le 7` vs a predicted `[-2,7]`); see
+//    CompareOptions for the other direction.
 //  * Multiple choice: `(B)`, `B`, `\text{(B)}`, `\textbf{(B)}` are the letter B.
 //  * Text answers compare by normalised string (case-insensitive for words).
 //
@@ -56,7 +62,8 @@ struct ExtractOptions {
 //  1. the content of the last \boxed{...} / \fbox{...} (nested braces; also `\boxed 5`);
 //     boxes right before it that are separated from it only by a connective (`,`, `and`,
 //     `or`, `\quad`, math delimiters, at most four words) join it as a list:
-//     `\boxed{1} and \boxed{-2}` -> "1, -2";
+//     `\boxed{1} and \boxed{-2}` -> "1, -2"; a "final answer is X" written after the last
+//     box (X starting like an answer: digit, `$`, `-`, bracket, command) replaces it;
 //  2. the rest of the line after the last "answer is" (case-insensitive; "The answer is:
 //     $5$." -> "5");
 //  3. the rest of the line after the last "####" (GSM8K);

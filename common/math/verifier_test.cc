@@ -440,6 +440,7 @@ TEST(MathVerifyKindsTest, NumberForms) {
       {"it is 1,250", "1250", true},
       {"it is 1,250", "1.25", false},
       {"the list 1,2,3", "1.2", false},
+      {"the list 1,2,3", "3", false},
       {"\\frac{7}{3}", "7/3", true},
       {"-\\frac{7}{3}", "-7/3", true},
       {"\\frac{7}{3}", "3", false},
@@ -462,6 +463,7 @@ TEST(MathVerifyKindsTest, NumberForms) {
       {"it is 3,75 euros", "3.75", false},
       {"it is 2 500 in all", "2500", false},
       {"it is 1,250", "1250", true},
+      {"it is 3,75 euros", "75", false},  // not the digits after the comma either
   };
   ExpectVerify(strict, std::size(strict), ExtractOptions{.fallback_last_number = true, .lenient_numbers = false});
 }
@@ -669,6 +671,8 @@ std::string RandomGarbage(std::mt19937_64& rng) {
       "\\%", "$", "\\", "\\\\", "&", "x", "e", "1e999999", "-1e999999", "0", "9", ".", "1.5", "12345678901234567890",
       "\\begin{pmatrix}", "\\end{pmatrix}", "\\in", " ", "\n", "The answer is", "####", "\\sin", "\\ln", "\\!",
       "\\,", "\\infty", "\\theta", "\\dfrac12", "1,000", "\\mbox{ cm}", "^\\circ", "\\sqrt[", "0.", "1/0",
+      "\\(", "\\)", "\\[", "\\]", "$$", "<", ">", "\\le", "\\ge", "\\ne", ";", " and ", " or ", "pct", "\\approx",
+      "1 000", "2,5", ":", "|", "AB=", "(p,q)=", "\\boxed{1} and ", "final answer is ", "\\\\frac", "{, }",
   };
   std::string s;
   const int n = std::uniform_int_distribution<int>(0, 60)(rng);
@@ -721,6 +725,19 @@ TEST(RobustnessTest, RandomBytesAndLatexGarbage) {
   }
   inputs.push_back(set_of_sets + "1\\}");
   inputs.push_back(std::string(100000, '\\'));
+  std::string many_spans, many_boxes, many_closers, many_relations;
+  for (int k = 0; k < 20000; ++k) {
+    many_spans += "$1$ and ";
+    many_boxes += "\\boxed{1} and ";
+    many_closers += "1)";
+    many_relations += "x<";
+  }
+  inputs.push_back(many_spans);
+  inputs.push_back(many_boxes);
+  inputs.push_back(many_closers);
+  inputs.push_back(many_relations + "1");
+  inputs.push_back(std::string(50000, '$'));
+  inputs.push_back("\\(" + std::string(50000, '1'));
   inputs.push_back("\\boxed " + std::string(100000, 'x'));
 
   for (size_t k = 0; k < inputs.size(); ++k) {
@@ -728,6 +745,8 @@ TEST(RobustnessTest, RandomBytesAndLatexGarbage) {
     const std::string& b = inputs[(k * 7919 + 1) % inputs.size()];
     (void)ExtractAnswer(a);
     (void)ExtractAnswer(a, ExtractOptions{.fallback_last_number = false});
+    (void)ExtractAnswer(a, ExtractOptions{.fallback_last_number = true, .lenient_numbers = false});
+    (void)AnswersEquivalent(a, b, CompareOptions{.allow_set_relation = true});
     (void)LastBoxed(a);
     EXPECT_FALSE(AnswersEquivalent(a, "") || AnswersEquivalent("", a));
     (void)AnswersEquivalent(a, b);

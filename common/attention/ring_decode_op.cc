@@ -1,6 +1,7 @@
 #include "common/attention/ring_decode_op.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #ifdef SWARR_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -30,6 +31,11 @@ at::Tensor RingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const a
   TORCH_CHECK(k.size(0) == B && k.size(3) == D, "ring decode attention: k is ", k.sizes(), " for q ", q.sizes());
   TORCH_CHECK(D <= 256 && H % Hkv == 0, "ring decode attention: needs D <= 256 and H % Hkv == 0");
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1, "ring decode attention: last dim must be contiguous");
+  // The split kernel reads 16-byte vectors: rows must start on 16-byte boundaries.
+  const int64_t elem = q.element_size();
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(k.data_ptr()) % 16 == 0 && reinterpret_cast<uintptr_t>(v.data_ptr()) % 16 == 0 &&
+                  (k.stride(1) * elem) % 16 == 0 && (k.stride(2) * elem) % 16 == 0 && (k.stride(0) * elem) % 16 == 0,
+              "ring decode attention: k and v rows must be 16-byte aligned");
   TORCH_CHECK(k_pos.scalar_type() == at::kLong && q_pos.scalar_type() == at::kLong, "positions must be int64");
   TORCH_CHECK(k_pos.size(0) == B && k_pos.size(1) == S && q_pos.size(0) == B, "position shapes do not match");
   c10::cuda::CUDAGuard guard(q.device());
@@ -58,12 +64,70 @@ at::Tensor RingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const a
   p.sinks = spec.sinks;
   p.scale = static_cast<float>(spec.scale);
   p.bf16 = q.scalar_type() == at::kBFloat16;
+  p.chunk = RingDecodeChunk(p.B, p.H, p.Hkv, p.S, p.D);
+  const int64_t ws = RingDecodeWorkspaceFloats(p.B, p.H, p.D, RingDecodeSplits(p.S, p.chunk));
+  at::Tensor workspace;
+  if (ws > 0) {
+    workspace = at::empty({ws}, q.options().dtype(at::kFloat));
+    p.workspace = workspace.data_ptr<float>();
+  }
   const cudaError_t err = LaunchRingDecodeAttention(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "ring decode attention launch failed: ", cudaGetErrorString(err));
   return out;
 }
 
+#if TORCH_VERSION_MAJOR >= 2
+bool FlashDecodeSupported(const at::Tensor& q, const at::Tensor& k, const AttentionSpec& spec) {
+  const int64_t D = q.size(-1);
+  return q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) && spec.sinks == 0 &&
+         D % 8 == 0 && D <= 256 && k.dim() == 4 && k.stride(3) == 1 && k.stride(2) == D && k.stride(1) == k.size(2) * D;
+}
+
+at::Tensor FlashRingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& q_pos, const AttentionSpec& spec, bool all_full) {
+  TORCH_CHECK(FlashDecodeSupported(q, k, spec), "flash decode: unsupported tensors");
+  TORCH_CHECK(v.strides() == k.strides() && v.sizes() == k.sizes(), "flash decode: k and v differ in layout");
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), S = k.size(1), Hkv = k.size(2);
+  c10::cuda::CUDAGuard guard(q.device());
+  if (all_full) {
+    auto r = at::_flash_attention_forward(q.reshape({B, 1, H, D}), k, v, c10::nullopt, c10::nullopt, /*max_q=*/1,
+                                          /*max_k=*/S, /*dropout_p=*/0.0, /*is_causal=*/false,
+                                          /*return_debug_mask=*/false, spec.scale, c10::nullopt, c10::nullopt,
+                                          c10::nullopt, c10::nullopt);
+    return std::get<0>(r).view({B, H, 1, D});
+  }
+  auto i32 = q.options().dtype(at::kInt);
+  at::Tensor used = (q_pos.reshape({B}) + 1).clamp(1, S).to(at::kInt);  // unused rows: 1 slot, output ignored
+  at::Tensor cu_q = at::arange(B + 1, i32);
+  at::Tensor cu_k = at::arange(B + 1, i32) * static_cast<int32_t>(S);
+  at::Tensor qp = q.reshape({B, H, D});
+  // Row b's slots are rows [b*S, (b+1)*S) of the packed keys (one strided view of the cache).
+  at::Tensor kp = k.as_strided({B * S, Hkv, D}, {k.stride(1), D, 1});
+  at::Tensor vp = v.as_strided({B * S, Hkv, D}, {v.stride(1), D, 1});
+  TORCH_CHECK(k.stride(0) == S * k.stride(1), "flash decode: cache rows must be contiguous");
+  auto r = at::_flash_attention_forward(qp, kp, vp, cu_q, cu_k, /*max_q=*/1, /*max_k=*/S, /*dropout_p=*/0.0,
+                                        /*is_causal=*/false, /*return_debug_mask=*/false, spec.scale,
+                                        /*window_size_left=*/c10::nullopt, /*window_size_right=*/c10::nullopt, used,
+                                        /*alibi_slopes=*/c10::nullopt);
+  return std::get<0>(r).view({B, H, 1, D});
+}
+#else
+bool FlashDecodeSupported(const at::Tensor&, const at::Tensor&, const AttentionSpec&) { return false; }
+at::Tensor FlashRingDecodeAttention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                    const AttentionSpec&, bool) {
+  TORCH_CHECK(false, "flash decode needs LibTorch >= 2");
+  return {};
+}
+#endif
+
 #else  // !SWARR_WITH_CUDA
+
+bool FlashDecodeSupported(const at::Tensor&, const at::Tensor&, const AttentionSpec&) { return false; }
+at::Tensor FlashRingDecodeAttention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                    const AttentionSpec&, bool) {
+  TORCH_CHECK(false, "flash decode: SWARR was built without SWARR_WITH_CUDA");
+  return {};
+}
 
 bool RingDecodeKernelBuilt() { return false; }
 

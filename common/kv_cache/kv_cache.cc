@@ -119,6 +119,16 @@ void KvCache::Write(int layer, const std::vector<int>& seqs, const at::Tensor& k
   pos_[layer].index_put_({si, li}, at::tensor(positions, at::kLong).to(dev));
 }
 
+bool KvCache::ReserveFull(int64_t tokens) {
+  bool grown = false;
+  for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
+    if (config_.layer_windows[layer] != 0 || k_[layer].size(1) >= tokens) continue;
+    GrowFull(static_cast<int>(layer), tokens);
+    grown = true;
+  }
+  return grown;
+}
+
 void KvCache::Advance(const std::vector<int>& seqs, int64_t n) {
   for (int s : seqs) lengths_[s] += n;
 }

@@ -56,6 +56,16 @@ class KvCache {
   void Write(int layer, const std::vector<int>& seqs, const at::Tensor& k, const at::Tensor& v);
   void Advance(const std::vector<int>& seqs, int64_t n);
 
+  // Grows every full-attention layer to hold at least `tokens` positions per sequence (ring
+  // layers never grow). True if a layer's tensors were reallocated.
+  bool ReserveFull(int64_t tokens);
+  // The tensors of one layer, all sequence slots: [max_seqs, slots, Hkv, D] and int64
+  // [max_seqs, slots]. For kernels that write the cache themselves (DeviceDecoder); they
+  // must keep the layout above. Reallocated by growth (ReserveFull, Write).
+  const at::Tensor& keys(int layer) const { return k_[layer]; }
+  const at::Tensor& values(int layer) const { return v_[layer]; }
+  const at::Tensor& positions(int layer) const { return pos_[layer]; }
+
   // Bytes of key/value slots `seq` holds now: (S + W) slots per sliding layer whatever the
   // length, one slot per token per full layer.
   int64_t BytesForSeq(int seq) const;

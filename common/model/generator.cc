@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/kv_cache/kv_cache.h"
+#include "common/model/device_decoder.h"
 #include "common/model/model.h"
 #include "common/util/status_macros.h"
 #include "common/util/torch_status.h"
@@ -21,6 +22,13 @@ Generator::Generator(const Model& model, const GeneratorOptions& options) : mode
   kv.dtype = model.dtype();
   kv.device = model.device();
   cache_ = std::make_unique<KvCache>(model.config(), kv);
+  if (options.device_decode && model.device().is_cuda() && DeviceDecoder::Available()) {
+    DeviceDecoderOptions d;
+    d.cuda_graphs = options.cuda_graphs;
+    d.flash_decode = options.flash_decode;
+    auto decoder = DeviceDecoder::Create(model, cache_.get(), d);
+    if (decoder.ok()) device_ = std::move(*decoder);  // else: unsupported shape, eager path
+  }
 }
 
 Generator::~Generator() = default;
@@ -50,7 +58,10 @@ absl::StatusOr<int64_t> Generator::Submit(GenerationRequest request) {
 }
 
 bool Generator::SampleInto(Sequence* seq, const float* logits) {
-  SampledToken tok = SampleToken(logits, model_.config().vocab_size, seq->request.sampling, &seq->rng);
+  return Append(seq, SampleToken(logits, model_.config().vocab_size, seq->request.sampling, &seq->rng));
+}
+
+bool Generator::Append(Sequence* seq, const SampledToken& tok) {
   seq->result.tokens.push_back(tok.id);
   seq->result.logprobs.push_back(tok.logprob);
   seq->result.token_tags.push_back(token_tag_);
@@ -81,6 +92,7 @@ bool Generator::Cancel(int64_t id) {
 }
 
 absl::Status Generator::Admit(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
+  if (device_) return AdmitOnDevice(finished);
   while (!queue_.empty() && cache_->num_free() > 0) {
     Sequence seq = std::move(queue_.front());
     queue_.pop_front();
@@ -113,6 +125,7 @@ absl::Status Generator::Admit(std::vector<std::pair<int64_t, GenerationResult>>*
 
 absl::Status Generator::Decode(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
   if (running_.empty()) return absl::OkStatus();
+  if (device_) return DecodeOnDevice(finished);
   std::vector<int> slots;
   std::vector<int64_t> last;
   for (const Sequence& s : running_) {
@@ -126,6 +139,103 @@ absl::Status Generator::Decode(std::vector<std::pair<int64_t, GenerationResult>>
   for (size_t b = 0; b < running_.size(); ++b) {
     Sequence& s = running_[b];
     if (SampleInto(&s, logits.data_ptr<float>() + b * vocab)) {
+      cache_->Release(s.slot);
+      finished->push_back({s.id, std::move(s.result)});
+    } else {
+      still.push_back(std::move(s));
+    }
+  }
+  running_ = std::move(still);
+  return absl::OkStatus();
+}
+
+absl::Status Generator::AdmitOnDevice(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
+  // Take queued requests while slots and this step's prompt-token budget last (the first
+  // one always), then prefill those of equal prompt length together.
+  std::vector<size_t> admitted;  // indices into running_
+  int64_t budget = std::max<int64_t>(1, options_.prefill_tokens_per_step);
+  while (!queue_.empty() && cache_->num_free() > 0) {
+    const int64_t n = static_cast<int64_t>(queue_.front().request.prompt.size());
+    if (!admitted.empty() && n > budget) break;
+    Sequence seq = std::move(queue_.front());
+    queue_.pop_front();
+    if (seq.request.max_new_tokens == 0) {
+      finished->push_back({seq.id, std::move(seq.result)});
+      continue;
+    }
+    SWARR_ASSIGN_OR_RETURN(seq.slot, cache_->Allocate());
+    running_.push_back(std::move(seq));
+    admitted.push_back(running_.size() - 1);
+    budget -= n;
+  }
+  if (admitted.empty()) return absl::OkStatus();
+  std::map<int64_t, std::vector<size_t>> by_length;
+  for (size_t i : admitted) by_length[static_cast<int64_t>(running_[i].request.prompt.size())].push_back(i);
+  std::vector<bool> done(running_.size(), false);
+  const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+  for (const auto& [n, members] : by_length) {
+    std::vector<int> slots;
+    std::vector<int64_t> flat;
+    for (size_t i : members) slots.push_back(running_[i].slot);
+    at::Tensor logits;
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t e = std::min(n, b + chunk);
+      flat.clear();
+      for (size_t i : members) {
+        const auto& prompt = running_[i].request.prompt;
+        flat.insert(flat.end(), prompt.begin() + b, prompt.begin() + e);
+      }
+      at::Tensor ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(members.size()), e - b});
+      logits = model_.ForwardCached(ids, slots, cache_.get());
+    }
+    std::vector<DecodeRowInput> rows;
+    for (size_t i : members) {
+      DecodeRowInput r;
+      r.row = running_[i].slot;
+      r.sampling = &running_[i].request.sampling;
+      r.draw = 0;
+      rows.push_back(r);
+    }
+    std::vector<SampledToken> tokens;
+    SWARR_RETURN_IF_ERROR(device_->Sample(logits, rows, &tokens));
+    for (size_t j = 0; j < members.size(); ++j) {
+      Sequence& s = running_[members[j]];
+      if (Append(&s, tokens[j])) done[members[j]] = true;
+    }
+  }
+  std::vector<Sequence> still;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    if (i < done.size() && done[i]) {
+      cache_->Release(running_[i].slot);
+      finished->push_back({running_[i].id, std::move(running_[i].result)});
+    } else {
+      still.push_back(std::move(running_[i]));
+    }
+  }
+  running_ = std::move(still);
+  return absl::OkStatus();
+}
+
+absl::Status Generator::DecodeOnDevice(std::vector<std::pair<int64_t, GenerationResult>>* finished) {
+  std::vector<DecodeRowInput> rows;
+  std::vector<int> slots;
+  rows.reserve(running_.size());
+  for (Sequence& s : running_) {
+    DecodeRowInput r;
+    r.row = s.slot;
+    r.token = s.result.tokens.back();
+    r.sampling = &s.request.sampling;
+    r.draw = static_cast<int64_t>(s.result.logprobs.size());
+    rows.push_back(r);
+    slots.push_back(s.slot);
+  }
+  std::vector<SampledToken> tokens;
+  SWARR_RETURN_IF_ERROR(device_->Step(rows, &tokens));
+  cache_->Advance(slots, 1);
+  std::vector<Sequence> still;
+  for (size_t b = 0; b < running_.size(); ++b) {
+    Sequence& s = running_[b];
+    if (Append(&s, tokens[b])) {
       cache_->Release(s.slot);
       finished->push_back({s.id, std::move(s.result)});
     } else {

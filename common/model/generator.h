@@ -18,6 +18,7 @@
 
 namespace swarr {
 
+class DeviceDecoder;
 class KvCache;
 class Model;
 
@@ -42,6 +43,15 @@ struct GeneratorOptions {
   int64_t max_batch = 8;         // sequences decoded together (cache slots)
   int64_t prefill_chunk = 256;   // prompt tokens per prefill pass (chunks may wrap the ring)
   int64_t full_initial_capacity = 256;  // first capacity of full-attention layer caches
+  // On a CUDA model (SWARR_WITH_CUDA builds): decode steps and sampling run on the device
+  // (device_decoder.h), captured as CUDA graphs per batch-size bucket. false = the eager
+  // path (torch ops, sampling on the host) everywhere.
+  bool device_decode = true;
+  bool cuda_graphs = true;
+  bool flash_decode = true;  // DeviceDecoderOptions::flash_decode
+  // Device path: prompts of equal length are prefilled together, at most this many prompt
+  // tokens per Step(), so running sequences keep decoding while a long queue is admitted.
+  int64_t prefill_tokens_per_step = 16384;
 };
 
 class Generator {
@@ -76,6 +86,8 @@ class Generator {
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_queued() const { return static_cast<int64_t>(queue_.size()); }
   const KvCache& cache() const { return *cache_; }
+  // The device decode path, or null when steps run eagerly (CPU, or not built with CUDA).
+  const DeviceDecoder* device_decoder() const { return device_.get(); }
 
   // Test hook: the next Step() fails as a LibTorch error would, after admitting.
   void FailNextStepForTest() { fail_next_step_ = true; }
@@ -94,12 +106,18 @@ class Generator {
   };
   absl::Status Admit(std::vector<std::pair<int64_t, GenerationResult>>* finished);
   absl::Status Decode(std::vector<std::pair<int64_t, GenerationResult>>* finished);
+  // The device path's Admit (batched prefill, first tokens sampled on the device) and Decode.
+  absl::Status AdmitOnDevice(std::vector<std::pair<int64_t, GenerationResult>>* finished);
+  absl::Status DecodeOnDevice(std::vector<std::pair<int64_t, GenerationResult>>* finished);
   // Samples from `logits` (float32 [vocab], CPU) for `seq`; true if it finished.
   bool SampleInto(Sequence* seq, const float* logits);
+  // Appends a sampled token to `seq`; true if it finished.
+  bool Append(Sequence* seq, const SampledToken& tok);
 
   const Model& model_;
   GeneratorOptions options_;
   std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<DeviceDecoder> device_;
   std::deque<Sequence> queue_;
   std::vector<Sequence> running_;
   int64_t next_id_ = 0;

@@ -152,6 +152,7 @@ absl::Status Model::Assign(std::vector<std::pair<std::string, at::Tensor>> tenso
     layers_.push_back(std::move(l));
   }
   inv_freq_ = RopeInverseFrequencies(config_).to(device_);
+  ++weights_version_;
   return absl::OkStatus();
 }
 
@@ -303,6 +304,7 @@ absl::Status Model::CopyWeightsFrom(const std::vector<std::pair<std::string, at:
     converted.reserve(matched.size());
     for (const auto& [name, t] : matched) converted.push_back(t.to(device_, dtype_));
     for (size_t i = 0; i < matched.size(); ++i) params_[i].second.copy_(converted[i]);
+    ++weights_version_;
     return absl::OkStatus();
   });
 }

@@ -67,6 +67,10 @@ class Model {
   absl::Status CopyWeightsFrom(const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
   const ModelConfig& config() const { return config_; }
+  // Bumped whenever the parameter values are replaced (construction, CopyWeightsFrom), so
+  // derived copies of the weights (DeviceDecoder's fused projections) know to refresh.
+  // In-place training of named_parameters() does not bump it.
+  uint64_t weights_version() const { return weights_version_; }
   c10::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
@@ -133,6 +137,7 @@ class Model {
   c10::Device device_ = c10::Device(c10::kCPU);
   at::ScalarType dtype_ = at::kFloat;
   bool decode_kernel_ = false;  // use RingDecodeAttention for decode steps
+  uint64_t weights_version_ = 0;
   at::Tensor inv_freq_;  // [head_dim / 2] float32, on device
   std::vector<std::pair<std::string, at::Tensor>> params_;
   at::Tensor embed_, final_norm_, lm_head_;

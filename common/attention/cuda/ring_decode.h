@@ -28,10 +28,25 @@ struct RingDecodeParams {
   int64_t sinks = 0;
   float scale = 1.0f;
   bool bf16 = false;  // element type of q, k, v, out: bfloat16, else float32
+  // Split-K (flash-decoding): the slots are cut into RingDecodeSplits() chunks of `chunk`
+  // slots, each attended by its own thread blocks, then merged by log-sum-exp. With more
+  // than one split, `workspace` holds RingDecodeWorkspaceFloats() floats.
+  int chunk = 0;
+  float* workspace = nullptr;
 };
 
-// Launches the kernel on `stream`. REQUIRES: D <= 256, H % Hkv == 0, every query sees at
-// least one key. Returns the launch error, if any.
+// Slots per split for this shape (enough thread blocks to fill the GPU), and the number of
+// splits and workspace floats it implies. Deterministic in (B, H, Hkv, S, D), so a captured
+// CUDA graph keeps its launch shape.
+int RingDecodeChunk(int B, int H, int Hkv, int S, int D);
+int RingDecodeSplits(int S, int chunk);
+int64_t RingDecodeWorkspaceFloats(int B, int H, int D, int splits);
+
+// Launches the kernel(s) on `stream`. Query positions < 0 mark unused rows (output 0).
+// REQUIRES: D <= 256, H % Hkv == 0, params.chunk = RingDecodeChunk(...) and the workspace
+// when RingDecodeSplits() > 1. Head dims 64, 128 and 256 take the split-K kernel with
+// vectorised 16-byte loads, one thread block serving all query heads of a KV head (up to 8
+// at a time); other head dims a simpler kernel. Returns the launch error, if any.
 cudaError_t LaunchRingDecodeAttention(const RingDecodeParams& params, cudaStream_t stream);
 
 }  // namespace swarr

@@ -294,6 +294,11 @@ bool StandsAlone(std::string_view s, size_t begin, size_t end) {
   const bool sign = l > 0 && s[l - 1] == '-' && (l == 1 || !(IsAlnum(s[l - 2]) || s[l - 2] == ')'));
   if (sign) --l;
   while (l > 0 && (s[l - 1] == ' ' || s[l - 1] == '(')) --l;
+  if (l > 0 && IsLetter(s[l - 1])) {
+    size_t w = l - 1;
+    while (w > 0 && IsLetter(s[w - 1])) --w;
+    if (w > 0 && s[w - 1] == '\\') return false;  // after a command: "5 \times 3", "\sqrt 3"
+  }
   if (l > 0) {
     const size_t k = l - 1;
     if (sign && IsOperatorAt(s, k)) {
@@ -325,6 +330,9 @@ bool StandsAlone(std::string_view s, size_t begin, size_t end) {
     if (m < n && (IsAlnum(s[m]) || s[m] == '(' || s[m] == '\\' || s[m] == '.')) return false;
   }
   if (r < n && s[r] == '-' && r + 1 < n && (IsAlnum(s[r + 1]) || s[r + 1] == '(')) return false;
+  for (std::string_view op : {"\\times", "\\cdot", "\\div", "\\pm", "\\mp"}) {
+    if (s.compare(r, op.size(), op) == 0 && (r + op.size() == n || !IsLetter(s[r + op.size()]))) return false;
+  }
   if (closing) {
     // Last inside brackets: not an element of a tuple "(4, 6)" or the end of an expression
     // "(2 + 6)"; a computed result "(9 * 2 = 18)" or a remark "(which is 6)" is fine.

@@ -5,14 +5,21 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "common/testing/numeric.h"
 #include "gtest/gtest.h"
 
 namespace swarr {
 namespace {
 
-double RelErr(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
-}
+using testing_numeric::Float32Tolerance;
+using testing_numeric::RelErr;
+using testing_numeric::RelErrWithin;
+
+// Band and reference attention sum the same terms in another order and with other matrix
+// shapes (so other BLAS kernels): equal up to float32 rounding of the longest reduction chain.
+// Forward: score (D), softmax and weighted sum (T each). Backward: dP (D), softmax backward
+// (T), dQ/dK/dV (T). D + 4T bounds both (docs/testing.md).
+double AttentionTolerance(int64_t T, int64_t D) { return Float32Tolerance(D + 4 * T); }
 
 TEST(VisibilityMaskTest, HfWindowSemantics) {
   // W = 3: query 5 sees keys 3, 4, 5 (W keys including itself).
@@ -54,8 +61,10 @@ TEST_P(BandAttentionTest, ValuesAndGradientsMatchReference) {
   at::Tensor band = BandAttention(q, k, v, spec, block);
   auto band_grads = torch::autograd::grad({band}, {q, k, v}, {go});
 
-  EXPECT_LT(RelErr(band, ref), 1e-6);
-  for (int i = 0; i < 3; ++i) EXPECT_LT(RelErr(band_grads[i], ref_grads[i]), 1e-6) << "grad " << i;
+  const double tol = AttentionTolerance(T, D);
+  EXPECT_TRUE(RelErrWithin(band, ref, tol));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(RelErrWithin(band_grads[i], ref_grads[i], tol)) << "grad " << i;
+
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -69,9 +78,15 @@ TEST(BandAttentionTest, WindowChangesOutputOnlyAfterW) {
   at::manual_seed(0);
   at::Tensor q = at::randn({1, 2, 40, 8}), k = at::randn({1, 2, 40, 8}), v = at::randn({1, 2, 40, 8});
   AttentionSpec full{0, 0, 0.3}, swa{16, 0, 0.3};
+  // Full attention is the T x T reference product, the window the banded one: other shapes,
+  // other kernels, so equal only up to rounding (at::allclose's default atol of 1e-8 failed on
+  // an AMD EPYC's OpenBLAS kernels).
   at::Tensor a = BandAttention(q, k, v, full), b = BandAttention(q, k, v, swa);
-  EXPECT_TRUE(at::allclose(a.narrow(2, 0, 16), b.narrow(2, 0, 16)));
-  EXPECT_FALSE(at::allclose(a.narrow(2, 16, 1), b.narrow(2, 16, 1)));
+  const double tol = AttentionTolerance(40, 8);
+  EXPECT_TRUE(RelErrWithin(a.narrow(2, 0, 16), b.narrow(2, 0, 16), tol));
+  // Position 16 loses key 0 (1 of 17): a change far beyond rounding.
+  const double changed = RelErr(a.narrow(2, 16, 1), b.narrow(2, 16, 1));
+  EXPECT_GT(changed, 100 * tol) << "tolerance " << tol;
 }
 
 }  // namespace

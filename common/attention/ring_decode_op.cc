@@ -83,8 +83,19 @@ bool FlashDecodeSupported(const at::Tensor& q, const at::Tensor& k, const Attent
          D % 8 == 0 && D <= 256 && k.dim() == 4 && k.stride(3) == 1 && k.stride(2) == D && k.stride(1) == k.size(2) * D;
 }
 
+FlashDecodeMeta MakeFlashDecodeMeta(const at::Tensor& q_pos, int64_t S) {
+  const int64_t B = q_pos.size(0);
+  auto i32 = q_pos.options().dtype(at::kInt);
+  FlashDecodeMeta m;
+  m.used = (q_pos.reshape({B}) + 1).clamp(1, S).to(at::kInt);  // unused rows: 1 slot, output ignored
+  m.cu_q = at::arange(B + 1, i32);
+  m.cu_k = at::arange(B + 1, i32) * static_cast<int32_t>(S);
+  return m;
+}
+
 at::Tensor FlashRingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& q_pos, const AttentionSpec& spec, bool all_full) {
+                                    const at::Tensor& q_pos, const AttentionSpec& spec, bool all_full,
+                                    const FlashDecodeMeta* meta) {
   TORCH_CHECK(FlashDecodeSupported(q, k, spec), "flash decode: unsupported tensors");
   TORCH_CHECK(v.strides() == k.strides() && v.sizes() == k.sizes(), "flash decode: k and v differ in layout");
   const int64_t B = q.size(0), H = q.size(1), D = q.size(3), S = k.size(1), Hkv = k.size(2);
@@ -96,18 +107,20 @@ at::Tensor FlashRingDecodeAttention(const at::Tensor& q, const at::Tensor& k, co
                                           c10::nullopt, c10::nullopt);
     return std::get<0>(r).view({B, H, 1, D});
   }
-  auto i32 = q.options().dtype(at::kInt);
-  at::Tensor used = (q_pos.reshape({B}) + 1).clamp(1, S).to(at::kInt);  // unused rows: 1 slot, output ignored
-  at::Tensor cu_q = at::arange(B + 1, i32);
-  at::Tensor cu_k = at::arange(B + 1, i32) * static_cast<int32_t>(S);
+  FlashDecodeMeta local;
+  if (meta == nullptr) {
+    local = MakeFlashDecodeMeta(q_pos, S);
+    meta = &local;
+  }
+  TORCH_CHECK(meta->used.size(0) == B, "flash decode: metadata for ", meta->used.size(0), " rows, q has ", B);
   at::Tensor qp = q.reshape({B, H, D});
   // Row b's slots are rows [b*S, (b+1)*S) of the packed keys (one strided view of the cache).
   at::Tensor kp = k.as_strided({B * S, Hkv, D}, {k.stride(1), D, 1});
   at::Tensor vp = v.as_strided({B * S, Hkv, D}, {v.stride(1), D, 1});
   TORCH_CHECK(k.stride(0) == S * k.stride(1), "flash decode: cache rows must be contiguous");
-  auto r = at::_flash_attention_forward(qp, kp, vp, cu_q, cu_k, /*max_q=*/1, /*max_k=*/S, /*dropout_p=*/0.0,
+  auto r = at::_flash_attention_forward(qp, kp, vp, meta->cu_q, meta->cu_k, /*max_q=*/1, /*max_k=*/S, /*dropout_p=*/0.0,
                                         /*is_causal=*/false, /*return_debug_mask=*/false, spec.scale,
-                                        /*window_size_left=*/c10::nullopt, /*window_size_right=*/c10::nullopt, used,
+                                        /*window_size_left=*/c10::nullopt, /*window_size_right=*/c10::nullopt, meta->used,
                                         /*alibi_slopes=*/c10::nullopt);
   return std::get<0>(r).view({B, H, 1, D});
 }
@@ -123,8 +136,9 @@ at::Tensor FlashRingDecodeAttention(const at::Tensor&, const at::Tensor&, const 
 #else  // !SWARR_WITH_CUDA
 
 bool FlashDecodeSupported(const at::Tensor&, const at::Tensor&, const AttentionSpec&) { return false; }
+FlashDecodeMeta MakeFlashDecodeMeta(const at::Tensor&, int64_t) { return {}; }
 at::Tensor FlashRingDecodeAttention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                    const AttentionSpec&, bool) {
+                                    const AttentionSpec&, bool, const FlashDecodeMeta*) {
   TORCH_CHECK(false, "flash decode: SWARR was built without SWARR_WITH_CUDA");
   return {};
 }

@@ -29,8 +29,15 @@ at::Tensor RingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const a
 bool FlashDecodeSupported(const at::Tensor& q, const at::Tensor& k, const AttentionSpec& spec);
 // `all_full`: every row sees all S slots (full rings); then the dense FlashAttention-2 path
 // runs (query heads of a group folded into one tile, split-KV), without `seqused_k`.
+// The varlen path's per-row metadata (slots used, cumulative offsets) for caches of S slots:
+// the same for every layer of one step, so a caller may build it once and pass it.
+struct FlashDecodeMeta {
+  at::Tensor used, cu_q, cu_k;
+};
+FlashDecodeMeta MakeFlashDecodeMeta(const at::Tensor& q_pos, int64_t S);
 at::Tensor FlashRingDecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& q_pos, const AttentionSpec& spec, bool all_full = false);
+                                    const at::Tensor& q_pos, const AttentionSpec& spec, bool all_full = false,
+                                    const FlashDecodeMeta* meta = nullptr);
 
 }  // namespace swarr
 

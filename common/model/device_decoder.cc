@@ -365,6 +365,7 @@ class CudaDeviceDecoder final : public DeviceDecoder {
     at::Tensor q = at::empty({n, H, D}, opts);
     RmsNorm(x, nullptr, layers_[0].in_norm, h, stream);
     const DecodeRowMeta meta = DeviceMeta();
+    std::map<int64_t, FlashDecodeMeta> flash_meta;  // by slot count: built once per step
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
       const Layer& l = layers_[i];
       const int layer = static_cast<int>(i);
@@ -405,9 +406,18 @@ class CudaDeviceDecoder final : public DeviceDecoder {
       // The cache keeps the flash path's invariant: a row's visible slots are its first
       // min(position + 1, slots) (ring of exactly W slots without sinks, or slot = position).
       const bool ring_exact = spec.window == 0 || (spec.sinks == 0 && kc.size(1) == spec.window);
-      at::Tensor attn = options_.flash_decode && ring_exact && FlashDecodeSupported(q4, kn, spec)
-                            ? FlashRingDecodeAttention(q4, kn, vn, positions, spec, full_rings_[i])
-                            : RingDecodeAttention(q4, kn, vn, positions, pc.narrow(0, 0, n), spec);
+      at::Tensor attn;
+      if (options_.flash_decode && ring_exact && FlashDecodeSupported(q4, kn, spec)) {
+        const FlashDecodeMeta* fm = nullptr;
+        if (!full_rings_[i]) {
+          auto it = flash_meta.find(kn.size(1));
+          if (it == flash_meta.end()) it = flash_meta.emplace(kn.size(1), MakeFlashDecodeMeta(positions, kn.size(1))).first;
+          fm = &it->second;
+        }
+        attn = FlashRingDecodeAttention(q4, kn, vn, positions, spec, full_rings_[i], fm);
+      } else {
+        attn = RingDecodeAttention(q4, kn, vn, positions, pc.narrow(0, 0, n), spec);
+      }
       at::Tensor o = Linear(attn.view({n, H * D}), l.o_w, l.o_b);
       RmsNorm(x, &o, l.post_norm, h, stream);
       at::Tensor gu = Linear(h, l.gu_w, l.gu_b);  // [n, 2I]

@@ -299,9 +299,18 @@ __device__ uint32_t RadixThreshold(const T* x, int64_t vocab, float inv_t, float
     const int shift = shifts[level];
     ForEachLogit(x, vocab, [&](int64_t, float raw) {
       const uint32_t key = OrderedKey(raw);
-      if (key < floor_key || (key & mask) != prefix) return;
-      const int bin = static_cast<int>((key >> shift) & (bins - 1));
-      atomicAdd(&s->hist[bin], by_mass ? __expf(raw * inv_t - m) : 1.f);
+      const bool in = key >= floor_key && (key & mask) == prefix;
+      const int bin = in ? static_cast<int>((key >> shift) & (bins - 1)) : -1;
+      if (by_mass) {
+        if (in) atomicAdd(&s->hist[bin], __expf(raw * inv_t - m));
+        return;
+      }
+      // Counts: one atomic per distinct bin per warp (logits crowd into few bins, and
+      // same-address shared atomics serialise).
+      const unsigned peers = __match_any_sync(__activemask(), bin);
+      if (in && static_cast<int>(threadIdx.x % 32) == __ffs(peers) - 1) {
+        atomicAdd(&s->hist[bin], static_cast<float>(__popc(peers)));
+      }
     });
     __syncthreads();
     if (level == 0 && by_mass) {  // need is a fraction of the total mass above the floor

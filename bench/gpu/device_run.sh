@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One full GPU-machine run (../shared/device/README.md): build with the CUDA option
+# One full GPU-machine run (docs/gpu.md, "Building on the GPU machine"): build with the CUDA option
 # against the machine's LibTorch 2.11, run every test (cuda_test included), cross-check
 # written checkpoints with HF transformers, and time generation on the GPU.
 # Expects .device/ (debs, env.sh, shared/fixtures/hf) carried; writes logs to $OUT.

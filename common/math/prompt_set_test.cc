@@ -76,10 +76,13 @@ TEST(PromptSetTest, Rewards) {
   EXPECT_TRUE(ValidateRewardKind("exact").ok());
   EXPECT_FALSE(ValidateRewardKind("bleu").ok());
   EXPECT_TRUE(ValidateRewardKind("lagsum").ok());
-  // The lagged-sum checker wants the final "A<answer>"; the verifier's last number does not.
+  // The lagged-sum checker wants the final "A<answer>"; the verifier takes the value a final
+  // equation ends in, but never a digit picked out of an unfinished expression.
   EXPECT_EQ(ComputeReward("lagsum", "9:2+3=5,A5", "5"), 1.0);
   EXPECT_EQ(ComputeReward("lagsum", "9:2+3=5,8:5+", "5"), 0.0);
-  EXPECT_EQ(ComputeReward("verifier", "9:2+3=5,8:5+5", "5"), 1.0);
+  EXPECT_EQ(ComputeReward("lagsum", "9:2+3=5", "5"), 0.0);
+  EXPECT_EQ(ComputeReward("verifier", "9:2+3=5", "5"), 1.0);
+  EXPECT_EQ(ComputeReward("verifier", "9:2+3=5,8:5+5", "5"), 0.0);
   EXPECT_EQ(ComputeReward("exact", "12", "12"), 1.0);
   EXPECT_EQ(ComputeReward("exact", "12 ", "12"), 0.0);
   EXPECT_EQ(ComputeReward("verifier", "so the answer is \\boxed{12}", "12"), 1.0);

@@ -1,10 +1,13 @@
 // The rollout engine without gRPC: weights come from an in-memory "learner".
 #include "rollout_server/engine.h"
 
+#include <cmath>
 #include <future>
 #include <map>
 #include <mutex>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/math/synthetic.h"
 #include "common/model/generator.h"
 #include "common/testing/test_models.h"
@@ -19,6 +22,7 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+using testing_fakes::BehaviourLogProbTolerance;
 using testing_fakes::BlobOf;
 using testing_fakes::Reference;
 using testing_fakes::Version;
@@ -105,9 +109,12 @@ struct GroupWaiter {
   }
 };
 
+// `got` is what the engine produced for group `g` at `version`; `want` what a plain Generator
+// gives on `model` (Reference).
 void ExpectMatches(const std::vector<SampleResult>& got, const std::vector<GenerationResult>& want,
-                   const v1::PromptGroup& g, int64_t version) {
+                   const v1::PromptGroup& g, int64_t version, const Model& model) {
   ASSERT_EQ(got.size(), want.size());
+  const double tol = BehaviourLogProbTolerance(model, want, g);
   for (size_t i = 0; i < got.size(); ++i) {
     const v1::Trajectory& t = got[i].trajectory;
     EXPECT_EQ(t.id(), absl::StrCat(g.group_id(), "/", i));
@@ -115,7 +122,10 @@ void ExpectMatches(const std::vector<SampleResult>& got, const std::vector<Gener
     const std::vector<int64_t> completion(want[i].tokens.begin() + want[i].prompt_length, want[i].tokens.end());
     ASSERT_EQ(std::vector<int64_t>(t.completion_ids().begin(), t.completion_ids().end()), completion) << i;
     ASSERT_EQ(t.behaviour_logprobs_size(), static_cast<int>(want[i].logprobs.size()));
-    for (int k = 0; k < t.behaviour_logprobs_size(); ++k) EXPECT_NEAR(t.behaviour_logprobs(k), want[i].logprobs[k], 1e-4);
+    for (int k = 0; k < t.behaviour_logprobs_size(); ++k) {
+      EXPECT_NEAR(t.behaviour_logprobs(k), want[i].logprobs[k], tol);
+      testing_numeric::ReportMargin(std::abs(t.behaviour_logprobs(k) - want[i].logprobs[k]), tol);
+    }
     EXPECT_EQ(t.token_versions_size(), t.completion_ids_size());
     for (int64_t v : t.token_versions()) EXPECT_EQ(v, version);
     EXPECT_EQ(t.policy_version(), version);
@@ -132,17 +142,25 @@ TEST(RolloutEngineTest, GroupsMatchTheGeneratorAndCarryTheirVersion) {
   v1::PromptGroup g = Group("rl/a-1", 3, 12, 500, /*min_version=*/1);
   g.set_answer(CharVocab::Decode({3, 4}));
   GroupWaiter w;
+  const absl::Time submitted = absl::Now();
   ASSERT_TRUE(f.engine->Submit(g, GroupSource::kCoordinator, nullptr, w.Callbacks()).ok());
   auto [status, results] = w.Get();
+  const absl::Time returned = absl::Now();
   ASSERT_TRUE(status.ok()) << status;
-  ExpectMatches(results, Reference(*model, g), g, 1);
+  ExpectMatches(results, Reference(*model, g), g, 1, *model);
+  const double elapsed = absl::ToDoubleSeconds(returned - submitted);
   for (const SampleResult& s : results) {
     EXPECT_EQ(s.trajectory.worker_id(), "worker-7");
     EXPECT_EQ(s.trajectory.learner_incarnation(), "inc-A");
     EXPECT_EQ(s.trajectory.stage(), "rl");
-    EXPECT_GE(s.trajectory.timings().queue_seconds(), 0);
-    EXPECT_GE(s.trajectory.timings().generate_seconds(), 0);
-    EXPECT_GT(s.trajectory.timings().finished_unix_seconds(), 1.6e9);
+    // Durations inside this call: generating 12 tokens takes time, waiting may not; together
+    // they fit between Submit and the callback; the finish time lies in that interval.
+    const v1::TrajectoryTimings& tm = s.trajectory.timings();
+    EXPECT_GE(tm.queue_seconds(), 0);
+    EXPECT_GT(tm.generate_seconds(), 0);
+    EXPECT_LE(tm.queue_seconds() + tm.generate_seconds() + tm.reward_seconds(), elapsed);
+    EXPECT_GE(tm.finished_unix_seconds(), absl::ToDoubleSeconds(submitted - absl::UnixEpoch()));
+    EXPECT_LE(tm.finished_unix_seconds(), absl::ToDoubleSeconds(returned - absl::UnixEpoch()));
   }
   const EngineStats st = f.engine->Stats();
   EXPECT_TRUE(st.has_weights);
@@ -184,8 +202,8 @@ TEST(RolloutEngineTest, TokenBudgetAndSlotsBoundTheBatch) {
   // Empty stop list: the model's eos (2) stops sequences.
   a.mutable_sampling()->add_stop_token_ids(2);
   b.mutable_sampling()->add_stop_token_ids(2);
-  ExpectMatches(ra.second, Reference(*model, a), a, 1);
-  ExpectMatches(rb.second, Reference(*model, b), b, 1);
+  ExpectMatches(ra.second, Reference(*model, a), a, 1, *model);
+  ExpectMatches(rb.second, Reference(*model, b), b, 1, *model);
   std::lock_guard<std::mutex> l(mu);
   EXPECT_EQ(widest, 2u);
 }
@@ -223,7 +241,7 @@ TEST(RolloutEngineTest, BadTransfersKeepTheLoadedWeights) {
   ASSERT_TRUE(f.engine->Submit(g, GroupSource::kDirect, nullptr, w.Callbacks()).ok());
   auto [status, results] = w.Get();
   ASSERT_TRUE(status.ok()) << status;
-  ExpectMatches(results, Reference(*model, g), g, 1);
+  ExpectMatches(results, Reference(*model, g), g, 1, *model);
 }
 
 TEST(RolloutEngineTest, ArchitectureChangeWaitsForAnEmptyBatch) {
@@ -249,7 +267,7 @@ TEST(RolloutEngineTest, ArchitectureChangeWaitsForAnEmptyBatch) {
   auto ra = wa.Get();
   ASSERT_TRUE(ra.first.ok());
   a.mutable_sampling()->add_stop_token_ids(2);
-  ExpectMatches(ra.second, Reference(*m1, a), a, 1);  // finished entirely on version 1
+  ExpectMatches(ra.second, Reference(*m1, a), a, 1, *m1);  // finished entirely on version 1
   auto r = loaded.get_future().get();
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->loaded.version(), 2);
@@ -258,7 +276,7 @@ TEST(RolloutEngineTest, ArchitectureChangeWaitsForAnEmptyBatch) {
   ASSERT_TRUE(f.engine->Submit(b, GroupSource::kDirect, nullptr, wb.Callbacks()).ok());
   auto rb = wb.Get();
   ASSERT_TRUE(rb.first.ok());
-  ExpectMatches(rb.second, Reference(*m2, b), b, 2);
+  ExpectMatches(rb.second, Reference(*m2, b), b, 2, *m2);
 }
 
 TEST(RolloutEngineTest, NewerMinPolicyVersionWaitsForTheLearner) {
@@ -279,7 +297,7 @@ TEST(RolloutEngineTest, NewerMinPolicyVersionWaitsForTheLearner) {
   f.learner.Publish(BlobOf(*m2, Version(2)));
   auto [status, results] = w.Get();
   ASSERT_TRUE(status.ok()) << status;
-  ExpectMatches(results, Reference(*m2, g), g, 2);
+  ExpectMatches(results, Reference(*m2, g), g, 2, *m2);
 }
 
 TEST(RolloutEngineTest, TakeUnstartedCancelAndAbort) {

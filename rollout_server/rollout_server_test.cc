@@ -22,6 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
+using testing_fakes::BehaviourLogProbTolerance;
 using testing_fakes::BlobOf;
 using testing_fakes::Reference;
 using testing_fakes::FakeCoordinator;
@@ -101,14 +102,18 @@ struct Cluster {
   }
 };
 
-void ExpectLike(const std::vector<v1::Trajectory>& got, const std::vector<GenerationResult>& want) {
+// `got` is what the server pushed for group `g`; `want` what a plain Generator gives on `model`
+// (Reference).
+void ExpectLike(const std::vector<v1::Trajectory>& got, const std::vector<GenerationResult>& want,
+                const v1::PromptGroup& g, const Model& model) {
   ASSERT_EQ(got.size(), want.size());
+  const double tol = BehaviourLogProbTolerance(model, want, g);
   for (size_t i = 0; i < got.size(); ++i) {
     const std::vector<int64_t> completion(want[i].tokens.begin() + want[i].prompt_length, want[i].tokens.end());
     ASSERT_EQ(std::vector<int64_t>(got[i].completion_ids().begin(), got[i].completion_ids().end()), completion) << i;
     ASSERT_EQ(got[i].behaviour_logprobs_size(), static_cast<int>(want[i].logprobs.size()));
     for (int k = 0; k < got[i].behaviour_logprobs_size(); ++k) {
-      EXPECT_NEAR(got[i].behaviour_logprobs(k), want[i].logprobs[k], 1e-4) << i << " " << k;
+      EXPECT_NEAR(got[i].behaviour_logprobs(k), want[i].logprobs[k], tol) << i << " " << k;
     }
     EXPECT_EQ(got[i].stopped(), want[i].stopped);
   }
@@ -129,7 +134,7 @@ TEST(RolloutServerTest, GroupGoesToTheLearnerWithEveryField) {
   ASSERT_TRUE(WaitUntil([&] { return c.coordinator.finished().count("rl/x-1") > 0; }));
   EXPECT_TRUE(c.coordinator.early_finished().empty());
   auto got = c.At("rl/x-1", 3);
-  ExpectLike(got, want);
+  ExpectLike(got, want, g, *c.model);
   for (int i = 0; i < 3; ++i) {
     const v1::Trajectory& t = got[i];
     EXPECT_EQ(t.id(), absl::StrCat("rl/x-1/", i));
@@ -195,7 +200,7 @@ TEST(RolloutServerTest, SecondGroupJoinsTheRunningBatch) {
     together = together || (has_a && has_b);
   }
   EXPECT_TRUE(together);
-  ExpectLike(c.At("rl/b", 2), Reference(*c.model, b));
+  ExpectLike(c.At("rl/b", 2), Reference(*c.model, b), b, *c.model);
 }
 
 TEST(RolloutServerTest, UnavailableLearnerIsRetriedWithoutDuplicates) {
@@ -287,7 +292,7 @@ TEST(RolloutServerTest, GroupOfANewLearnerIncarnationLoadsItsWeightsFirst) {
     EXPECT_EQ(t.learner_incarnation(), "inc-B");
     EXPECT_EQ(t.policy_version(), 1);
   }
-  ExpectLike(c.At("rl/b", 2), Reference(*restarted, g));
+  ExpectLike(c.At("rl/b", 2), Reference(*restarted, g), g, *restarted);
 }
 
 // A group dispatched for a version that the learner published just before it crashed
@@ -304,7 +309,7 @@ TEST(RolloutServerTest, GroupOfAVanishedIncarnationRunsWithTheNewestWeights) {
   c.coordinator.SendGroup(g);
   ASSERT_TRUE(WaitUntil([&] { return c.learner.accepted().count("rl/c/1") > 0; }));
   for (const v1::Trajectory& t : c.At("rl/c", 2)) EXPECT_EQ(t.learner_incarnation(), "inc-B");
-  ExpectLike(c.At("rl/c", 2), Reference(*restarted, g));
+  ExpectLike(c.At("rl/c", 2), Reference(*restarted, g), g, *restarted);
 }
 
 TEST(RolloutServerTest, EvalGroupsAreReportedToTheCoordinator) {
@@ -372,7 +377,7 @@ TEST(RolloutServerTest, DrainReturnsUnstartedGroupsAndFinishesRunningOnes) {
   ASSERT_TRUE(c.rollout->Wait().ok());
   EXPECT_THAT(c.coordinator.returned(), UnorderedElementsAre("rl/d-b", "rl/d-c"));
   EXPECT_EQ(c.coordinator.finished(), std::set<std::string>{"rl/d-a"});
-  ExpectLike(c.At("rl/d-a", 2), Reference(*c.model, a));
+  ExpectLike(c.At("rl/d-a", 2), Reference(*c.model, a), a, *c.model);
   auto hb = c.coordinator.heartbeats();
   ASSERT_FALSE(hb.empty());
   EXPECT_TRUE(hb.back().draining());
@@ -503,8 +508,8 @@ TEST(RolloutServiceTest, GenerateValidatesEverythingAndKeepsServing) {
   ASSERT_EQ(out.size(), 3u);
   std::map<std::string, v1::Trajectory> by_id;
   for (auto& t : out) by_id[t.id()] = t;
-  ExpectLike({by_id.at("d/1/0"), by_id.at("d/1/1")}, Reference(*s.model, good.groups(0)));
-  ExpectLike({by_id.at("d/2/0")}, Reference(*s.model, good.groups(1)));
+  ExpectLike({by_id.at("d/1/0"), by_id.at("d/1/1")}, Reference(*s.model, good.groups(0)), good.groups(0), *s.model);
+  ExpectLike({by_id.at("d/2/0")}, Reference(*s.model, good.groups(1)), good.groups(1), *s.model);
 
   grpc::ClientContext ctx;
   s.Prepare(&ctx);
@@ -530,14 +535,14 @@ TEST(RolloutServiceTest, CorruptTransferKeepsTheOldWeightsAndArchitectureChanges
   v1::GenerateRequest req = Request({Group("c/1", 2, 8, 1)});
   ASSERT_TRUE(s.Generate(req, &out).ok());
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id() < b.id(); });
-  ExpectLike(out, Reference(*s.model, req.groups(0)));
+  ExpectLike(out, Reference(*s.model, req.groups(0)), req.groups(0), *s.model);
   for (const auto& t : out) EXPECT_EQ(t.policy_version(), 1);
   ASSERT_TRUE(s.Load(2, &loaded).ok());
   EXPECT_EQ(loaded.loaded().version(), 2);
   out.clear();
   ASSERT_TRUE(s.Generate(req, &out).ok());
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id() < b.id(); });
-  ExpectLike(out, Reference(*m2, req.groups(0)));
+  ExpectLike(out, Reference(*m2, req.groups(0)), req.groups(0), *m2);
   for (const auto& t : out) EXPECT_EQ(t.policy_version(), 2);
 }
 

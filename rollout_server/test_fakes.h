@@ -21,6 +21,8 @@
 #include "gtest/gtest.h"
 #include "common/model/generator.h"
 #include "common/model/model.h"
+#include "common/testing/numeric.h"
+#include "common/testing/test_models.h"
 #include "common/rpc/service_options.h"
 #include "common/rpc/weights_wire.h"
 #include "rollout_server/validation.h"
@@ -63,6 +65,24 @@ inline std::vector<GenerationResult> Reference(const Model& model, const v1::Pro
   auto out = gen.Generate(reqs);
   EXPECT_TRUE(out.ok()) << out.status();
   return out.ok() ? *out : std::vector<GenerationResult>();
+}
+
+// The engine batches samples unlike a plain Generator, so its behaviour log-probs equal
+// Reference()'s up to float32 rounding: the rule of docs/testing.md over the longest sample, at
+// the scale of the logits divided by the lowest sampling temperature.
+inline double BehaviourLogProbTolerance(const Model& model, const std::vector<GenerationResult>& want,
+                                        const v1::PromptGroup& g) {
+  int64_t longest = 1;
+  double max_abs_logit = 0, min_temperature = 1;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const at::Tensor ids = at::tensor(want[i].tokens, at::kLong).view({1, -1});
+    longest = std::max(longest, ids.size(1));
+    max_abs_logit = std::max(max_abs_logit, MaxAbsLogit(model, ids));
+    const SamplingParams p = SamplingForSample(g, static_cast<int>(i));
+    if (!p.greedy) min_temperature = std::min(min_temperature, p.temperature);
+  }
+  return testing_numeric::LogProbTolerance(ForwardReductionLength(model.config(), longest),
+                                           max_abs_logit / min_temperature);
 }
 
 inline WeightsBlob BlobOf(const Model& model, const v1::WeightVersion& version) {

@@ -64,7 +64,6 @@ TEST_P(BandAttentionTest, ValuesAndGradientsMatchReference) {
   const double tol = AttentionTolerance(T, D);
   EXPECT_TRUE(RelErrWithin(band, ref, tol));
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(RelErrWithin(band_grads[i], ref_grads[i], tol)) << "grad " << i;
-
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -124,6 +124,7 @@ TEST(WindowTaskTest, StyleShareFollowsTheSpec) {
     int n_wf = 0;
     const int n = 20000;
     for (int i = 0; i < n; ++i) n_wf += DrawLagSumExample(spec, rng).style == Style::kWindowFriendly;
+    // Sampling noise: standard deviation sqrt(wf (1 - wf) / n) <= 0.0029 (wf = 0.2); seeded.
     EXPECT_NEAR(static_cast<double>(n_wf) / n, wf, 0.01) << wf;
   }
 }
@@ -142,6 +143,7 @@ TEST(WindowTaskTest, HeldOutSplitIsDisjointFromTraining) {
     eval_prompts.insert(e.prompt);
     held_in_all += IsHeldOut(DrawLagSumProblem(all, r3));
   }
+  // Sampling noise: standard deviation sqrt(0.1 * 0.9 / 5000) = 0.0042; 0.02 is about 5 of those.
   EXPECT_NEAR(held_in_all / 5000.0, 0.1, 0.02);
   EXPECT_GT(eval_prompts.size(), 4500u);  // 40,000 held-out problems: few repeats
 }

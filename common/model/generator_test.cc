@@ -1,5 +1,6 @@
 #include "common/model/generator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -7,6 +8,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "common/kv_cache/kv_cache.h"
+#include "common/testing/numeric.h"
 #include "common/testing/test_models.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -15,6 +17,8 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+using testing_numeric::Float32Tolerance;
+using testing_numeric::LogProbTolerance;
 
 GenerationRequest Request(std::vector<int64_t> prompt, int64_t n, uint64_t seed, double temp = 1.0) {
   GenerationRequest r;
@@ -25,16 +29,24 @@ GenerationRequest Request(std::vector<int64_t> prompt, int64_t n, uint64_t seed,
   return r;
 }
 
-// Every sampled token's log-prob equals log_softmax(recomputed logits / T) at that position.
+// Every sampled token's log-prob equals log_softmax(recomputed logits / T) at that position, up
+// to the float32 rounding of the two forward passes (cached decode vs full recompute; the
+// tolerance rule of docs/testing.md at the scale of the logits / T).
 void ExpectLogProbsMatchRecompute(const Model& model, const GenerationResult& r, double temp) {
   at::NoGradGuard no_grad;
   at::Tensor logits = model.Logits(at::tensor(r.tokens, at::kLong).view({1, -1}))[0];
   at::Tensor lp = at::log_softmax(logits.to(at::kDouble) / temp, -1);
+  const int64_t len = static_cast<int64_t>(r.tokens.size());
+  const double tol =
+      LogProbTolerance(ForwardReductionLength(model.config(), len), logits.abs().max().item<double>() / temp);
+  double max_err = 0;
   for (size_t i = 0; i < r.logprobs.size(); ++i) {
     const int64_t pos = r.prompt_length + static_cast<int64_t>(i);
     const double want = lp[pos - 1][r.tokens[pos]].item<double>();
-    ASSERT_NEAR(r.logprobs[i], want, 1e-5) << "token " << i;
+    ASSERT_NEAR(r.logprobs[i], want, tol) << "token " << i;
+    max_err = std::max(max_err, std::abs(r.logprobs[i] - want));
   }
+  testing_numeric::ReportMargin(max_err, tol);
 }
 
 TEST(GeneratorTest, SampledLogProbsMatchRecomputeUnderWindow) {
@@ -74,9 +86,16 @@ TEST(GeneratorTest, GreedyEqualsArgmaxOfRecompute) {
   ASSERT_TRUE(res.ok());
   at::NoGradGuard no_grad;
   at::Tensor logits = model->Logits(at::tensor((*res)[0].tokens, at::kLong).view({1, -1}))[0];
+  // Cached decoding and the recompute round differently: only a near tie (logits closer than
+  // the float32 tolerance at the logits' scale) may pick another token, and the texts part there.
+  const double tie = 2 * Float32Tolerance(ForwardReductionLength(model->config(), 41)) *
+                     logits.abs().max().item<double>();
   for (int64_t i = 0; i < 30; ++i) {
     const int64_t pos = 11 + i;
-    EXPECT_EQ(logits[pos - 1].argmax().item<int64_t>(), (*res)[0].tokens[pos]) << i;
+    const int64_t best = logits[pos - 1].argmax().item<int64_t>(), got = (*res)[0].tokens[pos];
+    if (best == got) continue;
+    EXPECT_LT((logits[pos - 1][best] - logits[pos - 1][got]).item<double>(), tie) << "step " << i;
+    break;
   }
 }
 
@@ -92,8 +111,13 @@ TEST(GeneratorTest, SeededRequestsIndependentOfBatching) {
   Generator batched(*model, many);
   auto b = batched.Generate({Request({3, 4}, 10, 1), Request({12, 13, 14}, 40, 2), target, Request({9}, 5, 3)});
   ASSERT_TRUE(a.ok() && b.ok());
+  // Same seed, same sampler: the same tokens (a draw within rounding of a token boundary could
+  // part them, with probability about the tolerance below per token).
   EXPECT_EQ((*a)[0].tokens, (*b)[2].tokens);
-  for (size_t i = 0; i < (*a)[0].logprobs.size(); ++i) EXPECT_NEAR((*a)[0].logprobs[i], (*b)[2].logprobs[i], 1e-5);
+  // Alone and in a batch of 4: other matrix shapes, so equal up to float32 rounding.
+  const at::Tensor ids = at::tensor((*a)[0].tokens, at::kLong).view({1, -1});
+  const double tol = LogProbTolerance(ForwardReductionLength(model->config(), ids.size(1)), MaxAbsLogit(*model, ids));
+  for (size_t i = 0; i < (*a)[0].logprobs.size(); ++i) EXPECT_NEAR((*a)[0].logprobs[i], (*b)[2].logprobs[i], tol);
 }
 
 TEST(GeneratorTest, StopTokensAndZeroLength) {

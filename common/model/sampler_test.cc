@@ -24,6 +24,7 @@ TEST(SamplerTest, GreedyPicksFirstMaximum) {
   SamplerRng rng(0);
   SampledToken t = SampleToken(logits.data(), 4, p, &rng);
   EXPECT_EQ(t.id, 1);
+  // Both in double; the sampled one is stored as float32: |log-prob| < 4 rounds by < 2.4e-7.
   EXPECT_NEAR(t.logprob, TokenLogProb(logits.data(), 4, 1.0, 1), 1e-6);
 }
 
@@ -39,6 +40,7 @@ TEST(SamplerTest, LogProbIsBeforeTruncation) {
     // Hand computation: log softmax(logits / 0.7) over all four tokens.
     double z = 0;
     for (float l : logits) z += std::exp(l / 0.7);
+    // Computed in double, stored as float32: |log-prob| < 6 rounds by < 3.6e-7.
     EXPECT_NEAR(t.logprob, logits[t.id] / 0.7 - std::log(z), 1e-6);
   }
 }
@@ -49,6 +51,9 @@ TEST(SamplerTest, TopKAndTopPRestrictSupport) {
   p.top_k = 2;
   auto f = Frequencies(logits, p, 20000);
   EXPECT_EQ(f.count(2) + f.count(3), 0u);
+  // Sampling noise, not rounding: a frequency over n draws has standard deviation
+  // sqrt(p (1 - p) / n) = 0.0034 here; the bounds are about 6 of those (the draws are seeded,
+  // so a run repeats exactly).
   EXPECT_NEAR(f[0], 0.5 / 0.8, 0.02);
   p.top_k = 0;
   p.top_p = 0.75;  // {0.5, 0.3} reaches 0.8 >= 0.75
@@ -66,6 +71,7 @@ TEST(SamplerTest, TemperatureMatchesDistribution) {
   p.temperature = 2.0;
   auto f = Frequencies(logits, p, 40000);
   double z = 1 + std::exp(0.5) + std::exp(1.0);
+  // Sampling noise: standard deviation sqrt(p (1 - p) / 40000) <= 0.0025; bounds of 4 of those.
   EXPECT_NEAR(f[0], 1 / z, 0.01);
   EXPECT_NEAR(f[2], std::exp(1.0) / z, 0.01);
 }

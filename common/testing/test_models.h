@@ -41,6 +41,24 @@ inline std::unique_ptr<Model> SharpRandomModel(const ModelConfig& config, uint64
   return std::move(*model);
 }
 
+// The longest chain of float32 reductions (terms summed along one value's path, added up) in a
+// forward pass of `config` over `positions` tokens, for the tolerance rule of
+// common/testing/numeric.h. Per layer: RMSNorm (hidden), q/k/v projection (hidden), score
+// (head_dim), softmax and the probability-weighted sum (positions each), output projection
+// (heads x head_dim), RMSNorm (hidden), MLP gate/up (hidden) and down (intermediate); then the
+// final RMSNorm and the LM head (hidden each).
+inline int64_t ForwardReductionLength(const ModelConfig& c, int64_t positions) {
+  const int64_t per_layer = 4 * c.hidden_size + c.head_dim + 2 * positions +
+                            c.num_attention_heads * c.head_dim + c.intermediate_size;
+  return c.num_hidden_layers * per_layer + 2 * c.hidden_size;
+}
+
+// max |logit| of `model` over `ids` ([N, T]): the scale of log-prob errors (LogProbTolerance).
+inline double MaxAbsLogit(const Model& model, const at::Tensor& ids) {
+  at::NoGradGuard no_grad;
+  return model.Logits(ids).abs().max().item<double>();
+}
+
 }  // namespace swarr
 
 #endif  // SWARR_COMMON_TESTING_TEST_MODELS_H_

@@ -34,7 +34,15 @@ void ExpectStepsOneToN(const std::vector<nlohmann::json>& lines, int n) {
   for (int i = 0; i < n; ++i) EXPECT_EQ(lines[static_cast<size_t>(i)]["step"].get<int>(), i + 1) << "line " << i;
 }
 
-void ExpectCompleteSummary(const nlohmann::json& summary, int rl_steps) {
+// Learning survived the fault: the final model solves the eval problems and RL's reward did not
+// collapse. The toy (ToyPipeline) reaches eval accuracy 1.0 and a final mean reward of 0.66
+// (first 3 steps 0.70); the shipped pipeline_toy.yaml 0.95+ and 0.9+. A learner that resumed from
+// wrong weights, lost the SFT stage's model, or diverged (RL at 10x the rate: accuracy 0.72,
+// reward 0.16 on this toy) misses these bounds.
+constexpr double kMinEvalAccuracy = 0.8;
+constexpr double kMinFinalReward = 0.5;
+
+void ExpectCompleteSummary(const nlohmann::json& summary, int rl_steps, const std::vector<nlohmann::json>& rl) {
   ASSERT_TRUE(summary.is_object()) << "no summary.json";
   ASSERT_TRUE(summary.contains("stages"));
   ASSERT_EQ(summary["stages"].size(), 3u) << summary.dump();
@@ -48,10 +56,13 @@ void ExpectCompleteSummary(const nlohmann::json& summary, int rl_steps) {
   }
   EXPECT_EQ(summary["stages"][1]["steps"].get<int>(), rl_steps);
   const double acc = summary["stages"][2]["metrics"]["accuracy"].get<double>();
-  EXPECT_GE(acc, 0.0);
-  EXPECT_LE(acc, 1.0);
-  EXPECT_GT(summary["trajectories_trained"].get<int64_t>(), 0);
-  EXPECT_GE(summary["trajectories_dropped_stale"].get<int64_t>(), 0);
+  EXPECT_GE(acc, kMinEvalAccuracy) << "the model after the run does not solve the eval problems";
+  ASSERT_GE(rl.size(), 6u);
+  const double first = MeanReward(rl, 0, 3), last = MeanReward(rl, rl.size() - 3, rl.size());
+  EXPECT_GE(last, kMinFinalReward) << "RL reward: first 3 steps " << first << ", last 3 " << last;
+  EXPECT_GT(last, first - 0.15) << "RL reward fell: first 3 steps " << first << ", last 3 " << last;
+  // Every rl step trained its prompts x samples trajectories (and none were left stale).
+  EXPECT_GE(summary["trajectories_trained"].get<int64_t>(), static_cast<int64_t>(rl.size()));
   EXPECT_EQ(summary["trajectory_ids_trained_twice"].get<int64_t>(), 0);
 }
 
@@ -67,8 +78,8 @@ TEST(PipelineTest, ToyPipelineCompletesAndRewardRises) {
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
   const nlohmann::json summary = run.Summary();
   const int rl_steps = 40;
-  ExpectCompleteSummary(summary, rl_steps);
   const auto rl = run.StageMetrics("rl");
+  ExpectCompleteSummary(summary, rl_steps, rl);
   ExpectStepsOneToN(rl, rl_steps);
   const double first = MeanReward(rl, 0, 5), last = MeanReward(rl, rl.size() - 5, rl.size());
   EXPECT_GT(last, first + 0.3) << "reward did not rise: first 5 steps " << first << ", last 5 " << last;
@@ -114,7 +125,7 @@ TEST(PipelineTest, KilledRolloutServerLosesNoGroup) {
   ASSERT_TRUE(killed_holding_groups) << "rollout-0 never held a group when frozen\n" << run.Log();
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
   const nlohmann::json summary = run.Summary();
-  ExpectCompleteSummary(summary, p.rl_steps);
+  ExpectCompleteSummary(summary, p.rl_steps, run.StageMetrics("rl"));
   ExpectStepsOneToN(run.StageMetrics("rl"), p.rl_steps);
   EXPECT_GE(summary["groups_reassigned"].get<int64_t>(), 1) << summary.dump();
   EXPECT_THAT(run.Log(), HasSubstr("rollout-0 exited with status 137"));
@@ -151,7 +162,7 @@ TEST(PipelineTest, LateRolloutServerJoins) {
   ASSERT_TRUE(absl::SimpleAtoi(worker["loaded"].value("version", std::string("0")), &loaded)) << worker.dump();
   EXPECT_GE(loaded, joined_at) << worker.dump();
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
-  ExpectCompleteSummary(run.Summary(), p.rl_steps);
+  ExpectCompleteSummary(run.Summary(), p.rl_steps, run.StageMetrics("rl"));
   (*late)->Signal(SIGTERM);
   EXPECT_EQ((*late)->Wait(60), 0) << cli_testing::Slurp(run.dir() + "/late.log");
 }
@@ -167,7 +178,7 @@ TEST(PipelineTest, LearnerRestartsFromItsCheckpoint) {
   const pid_t victim = run.Pid("learner");
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
-  ExpectCompleteSummary(run.Summary(), p.rl_steps);
+  ExpectCompleteSummary(run.Summary(), p.rl_steps, run.StageMetrics("rl"));
   // metrics.jsonl keeps the steps up to the checkpoint and continues from there: 1..N once.
   ExpectStepsOneToN(run.StageMetrics("rl"), p.rl_steps);
   EXPECT_THAT(run.Log(), HasSubstr("learner exited with status 137"));
@@ -189,7 +200,7 @@ TEST(PipelineTest, CoordinatorRestartResumesTheStage) {
   const pid_t victim = run.Pid("coordinator");
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   ASSERT_EQ(run.Wait(600), 0) << run.Log();
-  ExpectCompleteSummary(run.Summary(), p.rl_steps);
+  ExpectCompleteSummary(run.Summary(), p.rl_steps, run.StageMetrics("rl"));
   ExpectStepsOneToN(run.StageMetrics("rl"), p.rl_steps);
   EXPECT_EQ(run.StageMetrics("sft").size(), sft_lines);  // the finished stage did not run again
   EXPECT_THAT(run.Log(), HasSubstr("coordinator exited with status 137"));

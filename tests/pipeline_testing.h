@@ -31,15 +31,19 @@
 namespace swarr {
 namespace pipeline_testing {
 
-// Settings of the toy pipeline (configs/examples/pipeline_toy.yaml, made smaller).
+// Settings of the toy pipeline (configs/examples/pipeline_toy.yaml, made smaller): the tiny
+// model learns one-digit sums by SFT (300 steps: greedy eval accuracy 1.0 here, 0.13 after 60),
+// then RL at a small learning rate keeps it there (mean reward ~0.66 at temperature 1; larger
+// rates, 3e-4 and up, make this toy's reward and accuracy fall within 12 steps), then eval. The
+// fault tests check that the model still works at the end (pipeline_test.cc).
 struct ToyPipeline {
-  int sft_steps = 60;
+  int sft_steps = 300;
   int rl_steps = 12;
   int rl_prompts = 8;
   int rl_samples = 8;
   int rl_checkpoint_every = 0;
   int eval_problems = 100;
-  double rl_lr = 3e-4;
+  double rl_lr = 3e-5;
   double heartbeat_seconds = 0.3;
   double lease_seconds = 2.0;
   int max_sequences = 64;

@@ -523,7 +523,10 @@ TEST(TinyTokenizerTest, MutatedFilesNeverCrash) {
       EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
     }
   }
-  EXPECT_GE(loaded, 0);
+  // Both outcomes occur: mutations in string contents leave a valid file, most others do not
+  // (all 400 loading would mean the loader accepts anything; none, that it rejects valid files).
+  EXPECT_GT(loaded, 0);
+  EXPECT_LT(loaded, 400);
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
-// `swarr demo --quick` end to end in CI (issue 6): the services run the shortened schedule and
-// the run leaves a complete, sane results.json and a report with its plots. The demo's
-// criterion itself is measured over seeds in docs/results.md, not asserted here.
+// `swarr demo --quick` end to end in CI (issue 6): the services run the shortened schedule, the
+// run leaves a complete results.json and a report with its plots, and it shows the finding: the
+// window costs the SFT'd model most of its accuracy and RL under the window wins most of it back
+// (bounds from the seed spread measured in docs/testing.md).
+#include <cmath>
+#include <algorithm>
 #include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -12,6 +16,19 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Bounds for the quick demo's finding (see QuickRunWritesCompleteResultsAndReport).
+constexpr double kMinGap = 0.6;
+constexpr double kMinRecovered = 0.8;
+constexpr double kMinWindowFriendlyAfter = 0.9;
+
+// The Wilson score interval (z = 1.96) of a proportion p over n trials.
+std::pair<double, double> Wilson95(double p, int n) {
+  const double z = 1.96, z2n = z * z / n;
+  const double centre = (p + z2n / 2) / (1 + z2n);
+  const double half = z * std::sqrt(p * (1 - p) / n + z2n / (4.0 * n)) / (1 + z2n);
+  return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
 
 TEST(DemoTest, QuickRunWritesCompleteResultsAndReport) {
   const std::string dir = cli_testing::TempDir() + "/demo";
@@ -28,22 +45,30 @@ TEST(DemoTest, QuickRunWritesCompleteResultsAndReport) {
     ASSERT_TRUE(j.contains(key)) << key;
     ASSERT_TRUE(j[key].is_number()) << key;
   }
-  for (const char* key : {"sa_acc", "swa_sft_acc", "swa_rl_acc", "window_friendly_share_before_rl",
-                          "window_friendly_share_after_rl"}) {
-    EXPECT_GE(j[key].get<double>(), 0.0) << key;
-    EXPECT_LE(j[key].get<double>(), 1.0) << key;
-  }
+  // The finding. Issue 6's criterion is SA - SWA-SFT >= 0.20 and RL recovering >= 50% of that
+  // gap; --quick reaches far more on every seed measured (docs/testing.md: gap 0.88-0.92,
+  // recovered 0.93-0.99, window-friendly after RL 0.98-1.00), so the bounds sit below the worst
+  // seed with a margin and still fail a run where SFT or RL did not do their part.
+  const double sa = j["sa_acc"].get<double>(), sft = j["swa_sft_acc"].get<double>(), rl = j["swa_rl_acc"].get<double>();
+  EXPECT_GE(sa, 0.95) << "the SA model solves the task";
+  EXPECT_GE(sa - sft, kMinGap) << "SA " << sa << ", SWA after SFT " << sft;
+  const double recovered = sa > sft ? (rl - sft) / (sa - sft) : 0.0;
+  EXPECT_GE(recovered, kMinRecovered) << "SWA after SFT " << sft << ", after RL " << rl << ", SA " << sa;
+  EXPECT_LE(j["window_friendly_share_before_rl"].get<double>(), 0.2);
+  EXPECT_GE(j["window_friendly_share_after_rl"].get<double>(), kMinWindowFriendlyAfter);
+  EXPECT_EQ(j["criterion_met"], true);
   EXPECT_EQ(j["window"].get<int>(), 12);
   EXPECT_EQ(j["seed"].get<int>(), 1);
   EXPECT_EQ(j["eval_n"].get<int>(), 200);
   EXPECT_GT(j["kv_bytes_per_seq_swa"].get<int64_t>(), 0);
   EXPECT_LT(j["kv_bytes_per_seq_swa"].get<int64_t>(), j["kv_bytes_per_seq_sa"].get<int64_t>());
   EXPECT_GT(j["wall_seconds"].get<double>(), 0.0);
-  // Each confidence interval contains its accuracy.
+  // Each confidence interval is the Wilson 95% interval of its accuracy over 200 problems.
   for (const char* key : {"sa_acc", "swa_sft_acc", "swa_rl_acc"}) {
     const auto ci = j[std::string(key) + "_ci95"];
-    EXPECT_LE(ci[0].get<double>(), j[key].get<double>()) << key;
-    EXPECT_GE(ci[1].get<double>(), j[key].get<double>()) << key;
+    const auto [lo, hi] = Wilson95(j[key].get<double>(), 200);
+    EXPECT_NEAR(ci[0].get<double>(), lo, 1e-4) << key;
+    EXPECT_NEAR(ci[1].get<double>(), hi, 1e-4) << key;
   }
 
   const std::string report = cli_testing::Slurp(dir + "/report.md");

@@ -1,4 +1,5 @@
 #include "common/attention/cuda/ring_decode.h"
+#include "common/attention/cuda/vec16.cuh"
 
 #include <cuda_bf16.h>
 
@@ -97,33 +98,6 @@ __global__ void RingDecodeKernel(RingDecodeParams p) {
 // of the chunk are staged in shared memory first, so the K/V loads never wait on them.
 constexpr int kSplitThreads = 128;
 constexpr int kMaxChunk = 4096;
-
-template <typename T>
-struct Vec16;
-template <>
-struct Vec16<float> {
-  static constexpr int kN = 4;
-  __device__ static void Load(const float* p, float* out) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    out[0] = v.x;
-    out[1] = v.y;
-    out[2] = v.z;
-    out[3] = v.w;
-  }
-};
-template <>
-struct Vec16<__nv_bfloat16> {
-  static constexpr int kN = 8;
-  __device__ static void Load(const __nv_bfloat16* p, float* out) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  }
-};
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kSplitThreads) SplitDecodeKernel(RingDecodeParams p) {

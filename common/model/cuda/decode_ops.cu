@@ -1,5 +1,7 @@
 #include "common/model/cuda/decode_ops.h"
 
+#include "common/attention/cuda/vec16.cuh"
+
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -144,24 +146,6 @@ __host__ __device__ inline uint32_t Philox(uint64_t seed, uint64_t a, uint64_t b
 constexpr int kSampleThreads = 1024;
 constexpr int kWarps = kSampleThreads / 32;
 
-__device__ __forceinline__ void LoadVec(const float* p, float* out) {
-  const float4 v = *reinterpret_cast<const float4*>(p);
-  out[0] = v.x;
-  out[1] = v.y;
-  out[2] = v.z;
-  out[3] = v.w;
-}
-__device__ __forceinline__ void LoadVec(const __nv_bfloat16* p, float* out) {
-  const uint4 v = *reinterpret_cast<const uint4*>(p);
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
 // Calls f(index, value) for the block's share of x[0, vocab): 16-byte loads where the row
 // is aligned, each thread visiting its indices in increasing order.
 template <typename T, typename F>
@@ -172,7 +156,7 @@ __device__ __forceinline__ void ForEachLogit(const T* x, int64_t vocab, F f) {
     const int64_t nvec = vocab / kVec;
     for (int64_t v = threadIdx.x; v < nvec; v += kSampleThreads) {
       float vals[kVec];
-      LoadVec(x + v * kVec, vals);
+      Vec16<T>::Load(x + v * kVec, vals);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) f(v * kVec + j, vals[j]);
     }

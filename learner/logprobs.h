@@ -24,6 +24,7 @@ struct SequenceBatch {
   // [N, L-1] float32 on the CPU: 1 where position t+1 is a completion token (predicted from
   // prefix 0..t), 0 for prompt and padding. Row i has exactly completions[i].size() ones.
   at::Tensor mask;
+  std::vector<int64_t> lengths;  // prompt + completion tokens of each row (the rest is padding)
 };
 
 // Packs trajectories (prompt ids, completion ids) into a right-padded batch;
@@ -39,7 +40,31 @@ struct TokenLogProbs {
   at::Tensor entropy;   // [N, L-1]: entropy of that distribution (nats); undefined unless asked
 };
 
-// Scores a whole batch with one Model::Logits pass (band attention). Outputs are float32
+// How ScoreSequences keeps memory bounded (LearnerMemory in the config schema).
+struct ScoringOptions {
+  // Rows packed end to end through Model::PackedHidden (no padding, FlashAttention-2 varlen
+  // on CUDA) instead of one padded [N, L] batch.
+  bool packed = false;
+  // Hidden rows per chunk of the output projection + softmax (FusedTokenLogProbs); 0 = no
+  // chunking: unpacked, that is ComputeTokenLogProbs itself (the CPU default).
+  int64_t chunk_tokens = 0;
+  bool checkpoint_layers = false;  // activation checkpointing per decoder layer
+  bool flash_attention = true;     // where Model::PackedHidden can use it
+};
+
+// The trainers' scorer. With chunk_tokens > 0 or packed, memory-safe: the same values as
+// ComputeTokenLogProbs at every position where batch.mask is 1 (0 elsewhere), computed only at
+// those positions, with the
+// vocabulary projection and softmax chunked (no [tokens, V] float32 tensor larger than
+// chunk_tokens x V, forward or backward) and, if asked, sequences packed and layers
+// checkpointed. Outputs [N, L-1] float32 (float64 for a float64 model) on the model's
+// device; differentiable (log-probs and entropy) when grad mode is on.
+// REQUIRES: batch from PackSequences (lengths set), temperature > 0; throws c10::Error.
+TokenLogProbs ScoreSequences(const Model& model, const SequenceBatch& batch, double temperature, bool with_entropy,
+                             const ScoringOptions& options);
+
+// Scores a whole batch with one Model::Logits pass (band attention): the unchunked
+// reference, O(N x L x V) memory. Outputs are float32
 // (float64 if the model computes in float64) on the model's device, differentiable w.r.t.
 // the model's parameters when grad mode is on. Values where the mask is 0 are unspecified
 // but finite (prompt positions are real log-probs; padding scores pad tokens).

@@ -18,7 +18,9 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+using testing_numeric::Float32Tolerance;
 using testing_numeric::LogProbTolerance;
+using testing_numeric::RelErrWithin;
 
 std::vector<int64_t> Row(const at::Tensor& t) {
   at::Tensor c = t.to(at::kLong).contiguous();
@@ -209,6 +211,84 @@ TEST(ComputeTokenLogProbsTest, GradientsReachParameters) {
     if (grads[i].abs().max().item<double>() > 0) ++nonzero;
   }
   EXPECT_GE(nonzero, static_cast<int64_t>(grads.size()) - 3);
+  for (at::Tensor& p : params) p.requires_grad_(false);
+}
+
+// The trainers' scorer: the same log-probs and entropies as the unchunked reference at every
+// completion position (0 elsewhere), padded or packed, for any chunk size, with or without
+// activation checkpointing; and the same gradients.
+TEST(ScoreSequencesTest, EqualsUnchunkedReferenceAtCompletionPositions) {
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}, /*sinks=*/1), 31);
+  const std::vector<std::vector<int64_t>> prompts = {{4, 9, 13, 22, 31, 40, 41}, {7, 8}, {10, 11, 12}};
+  const std::vector<std::vector<int64_t>> completions = {{50, 3}, {1, 60, 61, 62, 63, 5, 6, 7, 8, 9, 10, 11}, {20}};
+  auto batch = PackSequences(prompts, completions, 64);
+  ASSERT_TRUE(batch.ok());
+  EXPECT_EQ(batch->lengths, (std::vector<int64_t>{9, 14, 4}));
+  const double temp = 0.8;
+  at::NoGradGuard no_grad;
+  const TokenLogProbs ref = ComputeTokenLogProbs(*model, batch->tokens, temp, true);
+  // Another batching of the same rows (packed, per-sequence attention) and of the vocabulary
+  // product (chunks): float32 rounding of a forward pass, as in PaddingDoesNotChangeValues.
+  const double tol = LogProbTolerance(ForwardReductionLength(model->config(), batch->tokens.size(1)),
+                                      MaxAbsLogit(*model, batch->tokens) / temp);
+  for (bool packed : {false, true}) {
+    for (int64_t chunk : {0, 1, 5, 2048}) {
+      if (!packed && chunk == 0) continue;  // that is ComputeTokenLogProbs itself
+      ScoringOptions o;
+      o.packed = packed;
+      o.chunk_tokens = chunk;
+      const TokenLogProbs lp = ScoreSequences(*model, *batch, temp, true, o);
+      ASSERT_EQ(lp.logprobs.sizes(), ref.logprobs.sizes());
+      const at::Tensor m = batch->mask;
+      EXPECT_LE(((lp.logprobs - ref.logprobs) * m).abs().max().item<double>(), tol) << packed << " " << chunk;
+      EXPECT_LE(((lp.entropy - ref.entropy) * m).abs().max().item<double>(), tol) << packed << " " << chunk;
+      // Nothing is computed where the mask is 0.
+      EXPECT_EQ((lp.logprobs * (1 - m)).abs().max().item<double>(), 0);
+      EXPECT_EQ((lp.entropy * (1 - m)).abs().max().item<double>(), 0);
+    }
+  }
+  EXPECT_GT((ref.logprobs * batch->mask).abs().max().item<double>(), 0.1);  // not trivially zero
+}
+
+TEST(ScoreSequencesTest, GradientsEqualUnchunkedReference) {
+  auto model = SharpRandomModel(TinyConfig({4, 0, 4}), 37, 2.0);
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : model->named_parameters()) {
+    p.requires_grad_(true);
+    params.push_back(p);
+  }
+  auto batch = PackSequences({{4, 9, 13, 22, 31, 40}, {7, 8}, {3}}, {{50, 3, 2}, {1, 60, 61, 62, 63, 5}, {9, 9}}, 64);
+  ASSERT_TRUE(batch.ok());
+  at::manual_seed(2);
+  const at::Tensor w1 = at::randn(batch->mask.sizes()) * batch->mask;
+  const at::Tensor w2 = at::randn(batch->mask.sizes()) * batch->mask;
+  // Through backward() into .grad, as the trainers do (checkpointed layers re-enter the
+  // autograd engine, so torch::autograd::grad with inputs would not see their parameters).
+  const auto grads_of = [&](const TokenLogProbs& lp) {
+    for (at::Tensor& p : params) p.mutable_grad() = at::Tensor();
+    ((lp.logprobs * w1).sum() + (lp.entropy * w2).sum()).backward();
+    std::vector<at::Tensor> g;
+    for (at::Tensor& p : params) g.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+    return g;
+  };
+  const std::vector<at::Tensor> ref = grads_of(ComputeTokenLogProbs(*model, batch->tokens, 0.7, true));
+  // Forward and backward of the whole model in another batching: twice the forward's chain.
+  const double tol = Float32Tolerance(2 * ForwardReductionLength(model->config(), batch->tokens.size(1)));
+  for (bool packed : {false, true}) {
+    for (bool checkpoint : {false, true}) {
+      ScoringOptions o;
+      o.packed = packed;
+      o.chunk_tokens = 3;
+      o.checkpoint_layers = checkpoint;
+      const std::vector<at::Tensor> got = grads_of(ScoreSequences(*model, *batch, 0.7, true, o));
+      for (size_t i = 0; i < got.size(); ++i) {
+        const std::string& name = model->named_parameters()[i].first;
+        ASSERT_TRUE(got[i].defined()) << name;
+        if (name.find("k_proj.bias") != std::string::npos) continue;  // ~0: softmax-invariant
+        EXPECT_TRUE(RelErrWithin(got[i], ref[i], tol)) << name << " packed " << packed << " checkpoint " << checkpoint;
+      }
+    }
+  }
   for (at::Tensor& p : params) p.requires_grad_(false);
 }
 

@@ -51,14 +51,19 @@ std::string InvalidReason(const Trajectory& t, int64_t vocab, int64_t max_seq_le
   return "";
 }
 
-// One minibatch, packed, with its no-grad log-probs from before the first update.
-struct Minibatch {
-  at::Tensor tokens;     // [N, L] int64, CPU
+// One micro-batch of a minibatch (consecutive rows), with its no-grad log-probs from before
+// the first update.
+struct MicroBatch {
+  SequenceBatch batch;   // tokens [N, L] int64 CPU, mask [N, L-1] CPU, lengths
   at::Tensor mask;       // [N, L-1] on the policy's device, in the log-prob dtype
   at::Tensor behaviour;  // [N, L-1] behaviour log-probs at the mask positions, 0 elsewhere
   at::Tensor advantages; // [N]
   at::Tensor old, ref;   // [N, L-1]; ref undefined without a reference
+  int64_t tokens = 0;    // completion (masked) tokens
+  double weight = 0;     // its share of the minibatch's loss (token_mean: tokens; sequence_mean: rows)
 };
+using Minibatch = std::vector<MicroBatch>;
+
 
 }  // namespace
 
@@ -94,6 +99,14 @@ absl::StatusOr<std::unique_ptr<RlTrainer>> RlTrainer::Create(Model* policy, cons
   }
   if (options.max_seq_len < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_seq_len must be >= 0, got ", options.max_seq_len));
+  }
+  if (options.micro_batch_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("micro_batch_tokens must be >= 0, got ", options.micro_batch_tokens));
+  }
+  if (options.scoring.chunk_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log-prob chunk_tokens must be >= 0, got ", options.scoring.chunk_tokens));
   }
   SWARR_RETURN_IF_ERROR(ValidateLrSchedule(options.schedule));
   return std::unique_ptr<RlTrainer>(new RlTrainer(policy, reference, options));
@@ -186,49 +199,72 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
   m.groups_used = static_cast<int64_t>(kept_groups.size());
   if (kept_groups.empty()) return finish();
 
-  // 5. Minibatches and their old / reference log-probs, before any update.
+  // 5. Minibatches (cut into micro-batches of at most micro_batch_tokens tokens) and their
+  // old / reference log-probs, before any update.
   const int64_t chunks = std::min<int64_t>(options_.minibatches, m.groups_used);
   std::vector<Minibatch> minibatches(chunks);
   double entropy_sum = 0, weight_sum = 0;
+  const bool seq_mean = options_.loss.aggregation == LossAggregation::kSequenceMean;
   absl::Status st = CatchTorch("RL old log-probs", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
     for (int64_t c = 0; c < chunks; ++c) {
-      std::vector<std::vector<int64_t>> prompts, completions;
       std::vector<const Trajectory*> rows;
       std::vector<double> row_adv;
       for (int64_t k = c * m.groups_used / chunks; k < (c + 1) * m.groups_used / chunks; ++k) {
         for (size_t i : members[kept_groups[k]]) {
           rows.push_back(fresh[i]);
-          prompts.push_back(fresh[i]->prompt);
-          completions.push_back(fresh[i]->completion);
           row_adv.push_back(adv[i]);
         }
       }
-      SWARR_ASSIGN_OR_RETURN(SequenceBatch packed, PackSequences(prompts, completions, vocab));
-      Minibatch& mb = minibatches[c];
-      mb.tokens = packed.tokens;
-      TokenLogProbs old = ComputeTokenLogProbs(*policy_, mb.tokens, options_.temperature, /*with_entropy=*/true);
-      mb.old = old.logprobs.detach();
-      const auto opts = mb.old.options();
-      mb.mask = packed.mask.to(opts);
-      at::Tensor beh = at::zeros_like(packed.mask);  // float32, CPU
-      auto acc = beh.accessor<float, 2>();
-      for (size_t r = 0; r < rows.size(); ++r) {
-        const int64_t start = static_cast<int64_t>(rows[r]->prompt.size()) - 1;
-        for (size_t j = 0; j < rows[r]->behaviour_logprobs.size(); ++j) {
-          acc[r][start + static_cast<int64_t>(j)] = rows[r]->behaviour_logprobs[j];
+      int64_t mb_tokens = 0;
+      for (const Trajectory* t : rows) mb_tokens += static_cast<int64_t>(t->completion.size());
+      for (size_t begin = 0; begin < rows.size();) {
+        size_t end = begin;
+        int64_t budget_used = 0;
+        while (end < rows.size()) {
+          const int64_t len = static_cast<int64_t>(rows[end]->prompt.size() + rows[end]->completion.size());
+          if (end > begin && options_.micro_batch_tokens > 0 && budget_used + len > options_.micro_batch_tokens) break;
+          budget_used += len;
+          ++end;
         }
-        m.tokens += static_cast<int64_t>(rows[r]->completion.size());
+        std::vector<std::vector<int64_t>> prompts, completions;
+        for (size_t r = begin; r < end; ++r) {
+          prompts.push_back(rows[r]->prompt);
+          completions.push_back(rows[r]->completion);
+        }
+        MicroBatch mb;
+        SWARR_ASSIGN_OR_RETURN(mb.batch, PackSequences(prompts, completions, vocab));
+        TokenLogProbs old = ScoreSequences(*policy_, mb.batch, options_.temperature, /*with_entropy=*/true,
+                                           options_.scoring);
+        mb.old = old.logprobs.detach();
+        const auto opts = mb.old.options();
+        mb.mask = mb.batch.mask.to(opts);
+        at::Tensor beh = at::zeros_like(mb.batch.mask);  // float32, CPU
+        auto acc = beh.accessor<float, 2>();
+        for (size_t r = begin; r < end; ++r) {
+          const int64_t start = static_cast<int64_t>(rows[r]->prompt.size()) - 1;
+          for (size_t j = 0; j < rows[r]->behaviour_logprobs.size(); ++j) {
+            acc[r - begin][start + static_cast<int64_t>(j)] = rows[r]->behaviour_logprobs[j];
+          }
+          mb.tokens += static_cast<int64_t>(rows[r]->completion.size());
+        }
+        m.tokens += mb.tokens;
+        mb.behaviour = beh.to(opts);
+        mb.advantages =
+            at::tensor(std::vector<double>(row_adv.begin() + begin, row_adv.begin() + end), at::kDouble).to(opts);
+        if (reference_ != nullptr) {
+          mb.ref = ScoreSequences(*reference_, mb.batch, options_.temperature, false, options_.scoring)
+                       .logprobs.to(opts);
+        }
+        mb.weight = seq_mean ? static_cast<double>(end - begin) / static_cast<double>(rows.size())
+                             : static_cast<double>(mb.tokens) / static_cast<double>(mb_tokens);
+        entropy_sum += (old.entropy * mb.mask).sum().item<double>();
+        weight_sum += (at::exp(at::where(mb.mask.gt(0), mb.old - mb.behaviour, at::zeros_like(mb.old))) * mb.mask)
+                          .sum()
+                          .item<double>();
+        minibatches[c].push_back(std::move(mb));
+        begin = end;
       }
-      mb.behaviour = beh.to(opts);
-      mb.advantages = at::tensor(row_adv, at::kDouble).to(opts);
-      if (reference_ != nullptr) {
-        mb.ref = ComputeTokenLogProbs(*reference_, mb.tokens, options_.temperature, false).logprobs.to(opts);
-      }
-      entropy_sum += (old.entropy * mb.mask).sum().item<double>();
-      weight_sum += (at::exp(at::where(mb.mask.gt(0), mb.old - mb.behaviour, at::zeros_like(mb.old))) * mb.mask)
-                        .sum()
-                        .item<double>();
       m.trajectories_used += static_cast<int64_t>(rows.size());
     }
     return absl::OkStatus();
@@ -241,23 +277,33 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
   double loss_sum = 0, kl_sum = 0, clip_sum = 0, norm_sum = 0;
   const bool with_entropy = options_.loss.entropy_coef > 0;
   for (int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
-    for (const Minibatch& mb : minibatches) {
+    for (const Minibatch& minibatch : minibatches) {
       const double lr = ScheduledLr(options_.schedule, step_);
-      PolicyLossOutput out;
-      double loss = 0;
+      double loss = 0, kl = 0, clip = 0;
+      int64_t mb_tokens = 0;
+      for (const MicroBatch& mb : minibatch) mb_tokens += mb.tokens;
       st = CatchTorch("RL update", [&]() -> absl::Status {
-        TokenLogProbs lp = ComputeTokenLogProbs(*policy_, mb.tokens, options_.temperature, with_entropy);
-        PolicyLossInputs in;
-        in.logprobs = lp.logprobs;
-        in.old_logprobs = mb.old;
-        in.behaviour_logprobs = mb.behaviour;
-        in.ref_logprobs = mb.ref;
-        in.entropy = lp.entropy;
-        in.advantages = mb.advantages;
-        in.mask = mb.mask;
-        SWARR_ASSIGN_OR_RETURN(out, PolicyLoss(in, options_.loss));
-        loss = out.loss.item<double>();
-        if (std::isfinite(loss)) out.loss.backward();
+        // Gradient accumulation: each micro-batch's loss (a mean over its own tokens or
+        // sequences) weighted by its share, so the sum is the minibatch's loss.
+        for (const MicroBatch& mb : minibatch) {
+          TokenLogProbs lp = ScoreSequences(*policy_, mb.batch, options_.temperature, with_entropy, options_.scoring);
+          PolicyLossInputs in;
+          in.logprobs = lp.logprobs;
+          in.old_logprobs = mb.old;
+          in.behaviour_logprobs = mb.behaviour;
+          in.ref_logprobs = mb.ref;
+          in.entropy = lp.entropy;
+          in.advantages = mb.advantages;
+          in.mask = mb.mask;
+          SWARR_ASSIGN_OR_RETURN(PolicyLossOutput out, PolicyLoss(in, options_.loss));
+          const double part = out.loss.item<double>();
+          loss += mb.weight * part;
+          const double share = static_cast<double>(mb.tokens) / static_cast<double>(mb_tokens);
+          kl += share * out.kl;
+          clip += share * out.clip_frac;
+          if (!std::isfinite(part)) break;
+          (out.loss * mb.weight).backward();
+        }
         return absl::OkStatus();
       });
       if (!st.ok()) {
@@ -279,8 +325,8 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
       ++m.updates;
       m.lr = lr;
       loss_sum += loss;
-      kl_sum += out.kl;
-      clip_sum += out.clip_frac;
+      kl_sum += kl;
+      clip_sum += clip;
       norm_sum += *norm;
     }
   }

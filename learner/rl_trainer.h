@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "common/model/model.h"
 #include "learner/checkpoint.h"
+#include "learner/logprobs.h"
 #include "learner/losses.h"
 #include "learner/optimizer.h"
 
@@ -57,6 +58,14 @@ struct RlOptions {
   // Drop trajectories with policy_version < policy_version() - max_staleness; < 0 = keep all.
   int64_t max_staleness = 0;
   int64_t max_seq_len = 0;  // prompt + completion tokens; 0 = no limit; longer = invalid
+  // Prompt + completion tokens per micro-batch: each minibatch's gradient is accumulated
+  // over micro-batches of consecutive trajectories of at most this many tokens (at least one
+  // trajectory each), the loss normalised over the whole minibatch as without them (exactly:
+  // each micro-batch's mean is weighted by its share of tokens, or of sequences for
+  // sequence_mean). The old / reference log-prob passes use the same micro-batches. 0 = the
+  // whole minibatch at once.
+  int64_t micro_batch_tokens = 0;
+  ScoringOptions scoring;   // packing, log-prob chunking, activation checkpointing
   LrSchedule schedule;      // indexed by optimizer step (epochs x minibatches per Step)
   AdamWOptions adam;
 };

@@ -22,7 +22,9 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+using testing_numeric::Float32Tolerance;
 using testing_numeric::LogProbTolerance;
+using testing_numeric::RelErrWithin;
 
 ModelConfig Config() { return TinyConfig({0, 4}, 0, /*vocab=*/32); }
 
@@ -406,6 +408,58 @@ TEST(RlTrainerTest, BadOptionsAreNamed) {
   EXPECT_FALSE(RlTrainer::Create(model.get(), nullptr, o).ok());
   auto other = SharpRandomModel(TinyConfig({0, 4}, 0, 48), 1);
   EXPECT_THAT(message(Options(), other.get()), HasSubstr("reference vocab_size 48"));
+}
+
+// Gradient accumulation over micro-batches: the same loss and the same update as the whole
+// minibatch at once, for token_mean and sequence_mean (completions of different lengths, so
+// the two weightings differ), packed or not.
+TEST(RlTrainerTest, MicroBatchesGiveTheSameUpdate) {
+  for (LossAggregation agg : {LossAggregation::kTokenMean, LossAggregation::kSequenceMean}) {
+    for (bool packed : {false, true}) {
+      std::vector<std::unique_ptr<Model>> models;
+      std::vector<RlStepMetrics> metrics;
+      for (int64_t micro : {0, 9}) {
+        models.push_back(SharpRandomModel(Config(), 1, 2.0));
+        RlOptions o = Options();
+        o.loss.aggregation = agg;
+        o.micro_batch_tokens = micro;
+        o.scoring.packed = packed;
+        o.scoring.chunk_tokens = 4;
+        // Large lr and eps, no clipping: the first AdamW step is then p -= g (to 1e-6
+        // relative), so the parameter change shows the gradient itself.
+        o.schedule.lr = 1e6;
+        o.adam.eps = 1e6;
+        o.adam.grad_clip = 0;
+        auto trainer = RlTrainer::Create(models.back().get(), nullptr, o);
+        ASSERT_TRUE(trainer.ok()) << trainer.status();
+        std::vector<Trajectory> batch;
+        for (int i = 0; i < 6; ++i) {
+          std::vector<int64_t> completion(1 + i % 4, 9 + i);  // 1..4 tokens
+          batch.push_back(Make(*models.back(), absl::StrCat("t", i), i < 3 ? "a" : "b", {5, 6, 7}, completion,
+                               i % 3 == 0 ? 1 : 0, 0));
+        }
+        auto m = (*trainer)->Step(batch);
+        ASSERT_TRUE(m.ok()) << m.status();
+        EXPECT_EQ(m->updates, 1);
+        metrics.push_back(*m);
+      }
+      auto fresh = SharpRandomModel(Config(), 1, 2.0);
+      const int64_t k = 2 * ForwardReductionLength(Config(), 7) + 6;  // forward + backward + accumulation
+      EXPECT_NEAR(metrics[1].loss, metrics[0].loss, Float32Tolerance(k) * std::abs(metrics[0].loss) + 1e-12);
+      EXPECT_EQ(metrics[1].tokens, metrics[0].tokens);
+      for (size_t i = 0; i < fresh->named_parameters().size(); ++i) {
+        const auto& [name, p0] = fresh->named_parameters()[i];
+        const at::Tensor whole = models[0]->named_parameters()[i].second.to(at::kDouble) - p0.to(at::kDouble);
+        const at::Tensor micro = models[1]->named_parameters()[i].second.to(at::kDouble) - p0.to(at::kDouble);
+        const double norm = whole.norm().item<double>();
+        if (norm == 0) continue;
+        // Gradient rounding, plus the float32 rounding of the stored parameters themselves.
+        const double tol = Float32Tolerance(k) + 2 * testing_numeric::kFloat32Eps * p0.norm().item<double>() / norm;
+        EXPECT_TRUE(RelErrWithin(micro, whole, tol)) << name << (agg == LossAggregation::kTokenMean ? " token" : " seq")
+                                                     << " packed " << packed;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -38,6 +38,8 @@ absl::StatusOr<SftStageResult> RunSftStageImpl(const SftStageRun& run, const Sft
   opts.schedule = ScheduleFromConfig(stage.optimizer(), stage.stop().max_steps());
   opts.adam = AdamFromConfig(stage.optimizer());
   opts.seed = stage.data().seed();
+  opts.scoring = ScoringFromStage(stage);
+  SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *model, opts.micro_batch_tokens));
   // Longer examples are truncated (the schema's rule), and counted.
   int64_t truncated = 0;
   const int64_t limit = std::min(opts.max_seq_len > 0 ? opts.max_seq_len : INT64_MAX, opts.micro_batch_tokens);
@@ -93,16 +95,17 @@ absl::StatusOr<SftStageResult> RunSftStageImpl(const SftStageRun& run, const Sft
     if (!m.ok()) return m.status();
     tokens_total += m->tokens;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const std::string line = nlohmann::json({{"step", m->step},
-                                             {"loss", m->loss},
-                                             {"lr", m->lr},
-                                             {"tokens", m->tokens},
-                                             {"tokens_total", tokens_total},
-                                             {"padded_tokens", m->padded_tokens},
-                                             {"examples", m->examples},
-                                             {"grad_norm", m->grad_norm},
-                                             {"seconds", secs}})
-                                 .dump();
+    nlohmann::json fields = {{"step", m->step},
+                             {"loss", m->loss},
+                             {"lr", m->lr},
+                             {"tokens", m->tokens},
+                             {"tokens_total", tokens_total},
+                             {"padded_tokens", m->padded_tokens},
+                             {"examples", m->examples},
+                             {"grad_norm", m->grad_norm},
+                             {"seconds", secs}};
+    fields.update(PeakMemoryFields(*model));
+    const std::string line = fields.dump();
     log->Write(line);
     if (hooks.on_step) SWARR_RETURN_IF_ERROR(hooks.on_step(*m, line));
     if (stage.checkpoint().every_steps() > 0 && m->step % stage.checkpoint().every_steps() == 0) {

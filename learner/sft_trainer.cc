@@ -81,19 +81,21 @@ absl::StatusOr<SftStepMetrics> SftTrainer::Step() {
   std::vector<std::vector<const SftExample*>> micro(options_.grad_accum_steps);
   int64_t tokens = 0, padded = 0, examples = 0;
   for (auto& mb : micro) {
-    int64_t longest = 0;
+    int64_t longest = 0, filled = 0;
     while (true) {
       const SftExample& e = ExampleAt(position_);
       const int64_t len = static_cast<int64_t>(e.prompt.size() + e.response.size());
       const int64_t rows = static_cast<int64_t>(mb.size()) + 1;
-      if (!mb.empty() && rows * std::max(longest, len) > options_.micro_batch_tokens) break;
+      const int64_t cost = options_.scoring.packed ? filled + len : rows * std::max(longest, len);
+      if (!mb.empty() && cost > options_.micro_batch_tokens) break;
       mb.push_back(&e);
       longest = std::max(longest, len);
+      filled += len;
       tokens += static_cast<int64_t>(e.response.size());
       ++position_;
       ++examples;
     }
-    padded += static_cast<int64_t>(mb.size()) * longest;
+    padded += options_.scoring.packed ? filled : static_cast<int64_t>(mb.size()) * longest;
   }
   const double lr = ScheduledLr(options_.schedule, step_);
   double loss_sum = 0;
@@ -111,7 +113,7 @@ absl::StatusOr<SftStepMetrics> SftTrainer::Step() {
         }
       }
       SWARR_ASSIGN_OR_RETURN(SequenceBatch batch, PackSequences(prompts, responses, model_->config().vocab_size));
-      TokenLogProbs lp = ComputeTokenLogProbs(*model_, batch.tokens, 1.0, /*with_entropy=*/false);
+      TokenLogProbs lp = ScoreSequences(*model_, batch, 1.0, /*with_entropy=*/false, options_.scoring);
       at::Tensor mask = batch.mask.to(lp.logprobs.device(), lp.logprobs.scalar_type());
       at::Tensor nll = -(lp.logprobs * mask).sum();
       (nll / static_cast<double>(tokens)).backward();

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "common/model/model.h"
 #include "learner/checkpoint.h"
+#include "learner/logprobs.h"
 #include "learner/optimizer.h"
 
 namespace swarr {
@@ -29,12 +30,15 @@ struct SftExample {
 };
 
 struct SftOptions {
-  int64_t micro_batch_tokens = 4096;  // max padded tokens (rows x longest row) per micro-batch
+  // Max tokens per micro-batch: rows x longest row when padded; the sum of the rows' lengths
+  // when scoring.packed (sequences end to end, no padding).
+  int64_t micro_batch_tokens = 4096;
   int64_t grad_accum_steps = 1;       // micro-batches per optimizer step
   int64_t max_seq_len = 0;            // longer examples are rejected; 0 = no limit
   LrSchedule schedule;
   AdamWOptions adam;
   uint64_t seed = 0;                  // data order
+  ScoringOptions scoring;             // packing, log-prob chunking, activation checkpointing
 };
 
 struct SftStepMetrics {
@@ -42,7 +46,7 @@ struct SftStepMetrics {
   double loss = 0;            // mean cross-entropy per response token (nats)
   double lr = 0;
   int64_t tokens = 0;         // response tokens in this step
-  int64_t padded_tokens = 0;  // rows x longest row, summed over micro-batches
+  int64_t padded_tokens = 0;  // rows x longest row, summed over micro-batches (packed: the tokens)
   int64_t examples = 0;
   double grad_norm = 0;       // before clipping
 };

@@ -8,7 +8,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/math/datasets.h"
+#include "common/model/runtime.h"
 #include "common/math/synthetic.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
@@ -167,9 +169,83 @@ RlOptions RlOptionsFromStage(const v1::Stage& stage) {
   opts.minibatches = std::max<int64_t>(1, cfg.minibatches());
   opts.dynamic_sampling = cfg.dynamic_sampling();
   opts.max_staleness = cfg.max_staleness();
+  opts.micro_batch_tokens = stage.memory().micro_batch_tokens();
+  opts.scoring = ScoringFromStage(stage);
   opts.schedule = ScheduleFromConfig(stage.optimizer(), stage.stop().max_steps() * opts.epochs * opts.minibatches);
   opts.adam = AdamFromConfig(stage.optimizer());
   return opts;
+}
+
+ScoringOptions ScoringFromStage(const v1::Stage& stage) {
+  const v1::LearnerMemory& mem = stage.memory();
+  ScoringOptions s;
+  const bool cuda = stage.model().device().rfind("cuda", 0) == 0;
+  const std::string& packing = mem.packing();
+  s.packed = packing == "on" || ((packing.empty() || packing == "auto") && cuda);
+  s.chunk_tokens = mem.logprob_chunk_tokens() > 0 ? mem.logprob_chunk_tokens() : (cuda ? 2048 : 0);
+  s.checkpoint_layers = mem.activation_checkpointing();
+  return s;
+}
+
+namespace {
+std::string Gib(int64_t bytes) { return absl::StrFormat("%.1f", static_cast<double>(bytes) / (1 << 30)); }
+}  // namespace
+
+std::string MemoryEstimate::ToString() const {
+  return absl::StrCat(Gib(total()), " GiB (weights ", Gib(weights), ", gradients ", Gib(gradients),
+                      ", master weights + AdamW moments ", Gib(optimizer), ", reference ", Gib(reference),
+                      ", activations ", Gib(activations), ", log-prob chunk ", Gib(logprobs), ")");
+}
+
+MemoryEstimate EstimateTrainingMemory(const ModelConfig& c, int64_t num_parameters, at::ScalarType dtype,
+                                      int64_t micro_tokens, const ScoringOptions& scoring, bool with_reference) {
+  const int64_t e = dtype == at::kFloat ? 4 : (dtype == at::kDouble ? 8 : 2);
+  const bool low = e == 2;
+  MemoryEstimate m;
+  m.weights = num_parameters * e;
+  m.gradients = num_parameters * e;
+  m.optimizer = num_parameters * ((low ? 4 : 0) + 2 * 4);  // fp32 master + exp_avg + exp_avg_sq
+  m.reference = with_reference ? num_parameters * e : 0;
+  // Saved activations per token of one decoder layer: the two norms' float32 temporaries and
+  // outputs, q/k/v (+ RoPE copies), the attention output, gate/up/SiLU/product, residuals.
+  const int64_t qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  const int64_t per_layer = (4 * c.hidden_size + 2 * qkv + c.num_attention_heads * c.head_dim + 4 * c.intermediate_size) * e +
+                            2 * c.hidden_size * 4;
+  const int64_t layers = c.num_hidden_layers;
+  const int64_t kept = scoring.checkpoint_layers ? layers * c.hidden_size * e + per_layer : layers * per_layer;
+  m.activations = micro_tokens * (kept + 2 * c.hidden_size * e);  // + embeddings / final norm
+  // One chunk's logits in the compute dtype plus float32 logits, probabilities and their gradient.
+  const int64_t rows = scoring.chunk_tokens > 0 ? std::min(scoring.chunk_tokens, micro_tokens) : micro_tokens;
+  m.logprobs = std::max<int64_t>(rows, 1) * c.vocab_size * (e + 3 * 4);
+  return m;
+}
+
+absl::Status CheckStageFitsMemory(const v1::Stage& stage, const Model& model, int64_t micro_tokens) {
+  const DeviceMemory dev = QueryDeviceMemory(stage.model().device());
+  if (!dev.available) return absl::OkStatus();
+  const bool ref = stage.has_rl() && stage.rl().kl_coef() > 0;
+  const MemoryEstimate est = EstimateTrainingMemory(model.config(), model.num_parameters(), model.dtype(),
+                                                    micro_tokens, ScoringFromStage(stage), ref);
+  const double limit_gib = stage.memory().max_gib() > 0 ? stage.memory().max_gib()
+                                                        : static_cast<double>(dev.total_bytes) / (1 << 30);
+  const double need_gib = static_cast<double>(est.total()) / (1 << 30);
+  if (need_gib <= limit_gib) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "stage '", stage.name(), "' would need about ", est.ToString(), " of GPU memory for micro-batches of ",
+      micro_tokens, " tokens, more than the ", absl::StrFormat("%.1f", limit_gib),
+      " GiB available (memory.max_gib or the device); lower the micro-batch tokens (train.micro_batch_tokens, "
+      "memory.micro_batch_tokens), turn on memory.activation_checkpointing or use a smaller memory.logprob_chunk_tokens"));
+}
+
+nlohmann::json PeakMemoryFields(const Model& model) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!model.device().is_cuda()) return j;
+  const std::string dev = model.device().str();
+  const DeviceMemory m = QueryDeviceMemory(dev);
+  if (!m.available) return j;
+  j["peak_gpu_gib"] = static_cast<double>(m.peak_allocated_bytes) / (1 << 30);
+  ResetPeakDeviceMemory(dev);
+  return j;
 }
 
 int64_t RlUpdatesPerStep(const v1::RlConfig& config) {

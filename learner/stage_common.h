@@ -17,6 +17,7 @@
 #include "learner/optimizer.h"
 #include "learner/rl_trainer.h"
 #include "learner/sft_trainer.h"
+#include "nlohmann/json.hpp"
 #include "proto/swarr/v1/config.pb.h"
 
 namespace swarr {
@@ -41,6 +42,29 @@ LrSchedule ScheduleFromConfig(const v1::OptimizerConfig& config, int64_t max_ste
 // dynamic sampling, staleness, schedule over max_steps x epochs x minibatches optimizer steps).
 // REQUIRES: stage.has_rl().
 RlOptions RlOptionsFromStage(const v1::Stage& stage);
+
+// The learner's memory settings of a train / rl stage (stage.memory): packing ("auto" = on
+// for a CUDA model), log-prob chunk, activation checkpointing.
+ScoringOptions ScoringFromStage(const v1::Stage& stage);
+
+// Estimated peak GPU memory of a training step (bytes), by part: weights, gradients, fp32
+// master copies and AdamW moments, a frozen reference, activations of one micro-batch of
+// `micro_tokens` tokens (every layer's, or with checkpointing each layer's input plus one
+// layer's), and the log-prob chunk's [chunk, vocab] float32 buffers.
+struct MemoryEstimate {
+  int64_t weights = 0, gradients = 0, optimizer = 0, reference = 0, activations = 0, logprobs = 0;
+  int64_t total() const { return weights + gradients + optimizer + reference + activations + logprobs; }
+  std::string ToString() const;  // "41.2 GiB (weights 2.9, gradients 2.9, ...)"
+};
+MemoryEstimate EstimateTrainingMemory(const ModelConfig& config, int64_t num_parameters, at::ScalarType dtype,
+                                      int64_t micro_tokens, const ScoringOptions& scoring, bool with_reference);
+// For a stage on a CUDA device: kFailedPrecondition naming the estimate and the limit
+// (stage.memory.max_gib, else the device's memory) when the estimate exceeds it; OK on the
+// CPU. Called before the first step so that a config that cannot fit fails at once.
+absl::Status CheckStageFitsMemory(const v1::Stage& stage, const Model& model, int64_t micro_tokens);
+// JSON fields for a step's metrics.jsonl line: {"peak_gpu_gib": ...} since the last call
+// (then resets the peak); empty for a CPU model.
+nlohmann::json PeakMemoryFields(const Model& model);
 
 // Optimizer steps RlTrainer takes per Step (epochs x minibatches; >= 1): the stop rule's
 // max_steps counts Steps, the trainer's step counter optimizer steps.

@@ -776,6 +776,11 @@ absl::Status ValidateStage(const swarr::v1::Stage& stage, const std::string& pat
   CheckStop(stage.stop(), trains, &p);
   p.NonNegative("checkpoint.every_steps", stage.checkpoint().every_steps());
   p.NonNegative("checkpoint.keep_last", stage.checkpoint().keep_last());
+  const swarr::v1::LearnerMemory& mem = stage.memory();
+  p.OneOf("memory.packing", mem.packing(), {"auto", "on", "off"});
+  p.NonNegative("memory.logprob_chunk_tokens", mem.logprob_chunk_tokens());
+  p.NonNegative("memory.micro_batch_tokens", mem.micro_batch_tokens());
+  if (!(mem.max_gib() >= 0)) p.Add("memory.max_gib", absl::StrCat("must be >= 0, got ", mem.max_gib()));
   return p.ToStatus();
 }
 

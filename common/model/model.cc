@@ -5,18 +5,24 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/attention/attention.h"
+#include "common/attention/flash_train.h"
 #include "common/attention/ring_decode_op.h"
 #include "common/kv_cache/kv_cache.h"
 #include "common/model/safetensors.h"
@@ -53,7 +59,46 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   return at::linear(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
 }
 
+// Activation checkpointing (PyTorch's re-entrant scheme): the forward runs `fn` without
+// recording a graph and keeps only its input; the backward recomputes fn(input) with grad
+// on and back-propagates through it, which accumulates the parameters' gradients into
+// their .grad as the plain graph would, and returns the input's gradient.
+struct CheckpointFn : torch::CustomClassHolder {
+  std::function<at::Tensor(const at::Tensor&)> fn;
+};
+
+class Checkpointed : public torch::autograd::Function<Checkpointed> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const c10::intrusive_ptr<CheckpointFn>& fn) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["fn"] = c10::IValue::make_capsule(fn);
+    at::NoGradGuard no_grad;
+    return fn->fn(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    auto fn = c10::static_intrusive_pointer_cast<CheckpointFn>(ctx->saved_data["fn"].toCapsule());
+    at::Tensor y;
+    {
+      at::AutoGradMode grad_on(true);
+      y = fn->fn(x);
+    }
+    torch::autograd::backward({y}, {grads[0]});
+    return {x.grad(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+// Packed sequences' layout, on the host and on the device.
+struct Model::Packing {
+  std::vector<int64_t> offsets;
+  at::Tensor cu_seqlens;  // int32 [n + 1] on the model's device (for FlashAttention)
+  int64_t max_len = 0;
+  bool flash = true;
+};
 
 at::Tensor RopeInverseFrequencies(const ModelConfig& config) {
   const int64_t dim = config.head_dim;
@@ -388,6 +433,23 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const Rope& rope, At
       out = MaskedAttention(q, keys, values, positions, key_pos, spec);
       cache->Write(layer, *seqs, k.transpose(1, 2), v.transpose(1, 2));
     }
+  } else if (rope.packing != nullptr) {
+    const Packing& pk = *rope.packing;
+    at::Tensor qp = q.transpose(1, 2).squeeze(0);  // [total, H, D]
+    if (pk.flash && FlashTrainAttentionSupports(qp, spec)) {
+      out = FlashVarlenSelfAttention(qp, k.transpose(1, 2).squeeze(0), v.transpose(1, 2).squeeze(0), pk.cu_seqlens,
+                                     pk.max_len, spec)
+                .unsqueeze(0)
+                .transpose(1, 2);  // [1, H, total, D]
+    } else {
+      std::vector<at::Tensor> parts;
+      parts.reserve(pk.offsets.size() - 1);
+      for (size_t i = 0; i + 1 < pk.offsets.size(); ++i) {
+        const int64_t start = pk.offsets[i], len = pk.offsets[i + 1] - pk.offsets[i];
+        parts.push_back(BandAttention(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len), spec));
+      }
+      out = parts.size() == 1 ? parts[0] : at::cat(parts, 2);
+    }
   } else if (impl == AttentionImpl::kBand) {
     out = BandAttention(q, k, v, spec);
   } else {
@@ -397,9 +459,7 @@ at::Tensor Model::Attention(int layer, const at::Tensor& x, const Rope& rope, At
   return Linear(out, l.o_w, l.o_b);
 }
 
-at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
-                       const std::vector<int>* seqs) const {
-  at::Tensor x = at::embedding(embed_, ids);
+Model::Rope Model::MakeRope(const at::Tensor& positions) const {
   // RoPE at absolute positions, computed like HF (float32 angles, then cast), once for
   // all layers.
   Rope rope;
@@ -408,21 +468,82 @@ at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, Atten
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   rope.cos = emb.cos().to(dtype_).unsqueeze(1);  // [B, 1, T, D]
   rope.sin = emb.sin().to(dtype_).unsqueeze(1);
+  return rope;
+}
+
+at::Tensor Model::DecoderLayer(int layer, const at::Tensor& x_in, const Rope& rope, AttentionImpl impl,
+                               KvCache* cache, const std::vector<int>* seqs) const {
+  const Layer& l = layers_[layer];
+  at::Tensor x = x_in + Attention(layer, RmsNorm(x_in, l.in_norm, config_.rms_norm_eps), rope, impl, cache, seqs);
+  at::Tensor h = RmsNorm(x, l.post_norm, config_.rms_norm_eps);
+  at::Tensor mlp = at::silu(Linear(h, l.gate_w, l.gate_b)) * Linear(h, l.up_w, l.up_b);
+  return x + Linear(mlp, l.down_w, l.down_b);
+}
+
+at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
+                       const std::vector<int>* seqs, const Packing* packing) const {
+  at::Tensor x = at::embedding(embed_, ids);
+  Rope rope = MakeRope(positions);
+  rope.packing = packing;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    const Layer& l = layers_[i];
-    x = x + Attention(static_cast<int>(i), RmsNorm(x, l.in_norm, config_.rms_norm_eps), rope, impl, cache, seqs);
-    at::Tensor h = RmsNorm(x, l.post_norm, config_.rms_norm_eps);
-    at::Tensor mlp = at::silu(Linear(h, l.gate_w, l.gate_b)) * Linear(h, l.up_w, l.up_b);
-    x = x + Linear(mlp, l.down_w, l.down_b);
+    x = DecoderLayer(static_cast<int>(i), x, rope, impl, cache, seqs);
   }
   return RmsNorm(x, final_norm_, config_.rms_norm_eps);
 }
 
-at::Tensor Model::Logits(const at::Tensor& ids, AttentionImpl impl) const {
+at::Tensor Model::PackedHidden(const at::Tensor& ids, const std::vector<int64_t>& offsets,
+                               const PackedForwardOptions& options) const {
+  TORCH_CHECK(ids.dim() == 1 && ids.size(0) > 0, "PackedHidden: ids must be [total] with total > 0, got ",
+              ids.sizes());
+  TORCH_CHECK(offsets.size() >= 2 && offsets.front() == 0 && offsets.back() == ids.size(0),
+              "PackedHidden: offsets must run from 0 to ", ids.size(0));
+  // Shared with the checkpointed layers' closures, which run again in the backward pass.
+  auto pk = std::make_shared<Packing>();
+  pk->offsets = offsets;
+  pk->flash = options.flash_attention;
+  std::vector<int64_t> pos;
+  pos.reserve(static_cast<size_t>(ids.size(0)));
+  std::vector<int32_t> cu;
+  cu.reserve(offsets.size());
+  for (size_t i = 0; i + 1 < offsets.size(); ++i) {
+    const int64_t len = offsets[i + 1] - offsets[i];
+    TORCH_CHECK(len > 0, "PackedHidden: sequence ", i, " is empty");
+    TORCH_CHECK(offsets[i + 1] <= INT32_MAX, "PackedHidden: more than 2^31 - 1 tokens");
+    pk->max_len = std::max(pk->max_len, len);
+    for (int64_t t = 0; t < len; ++t) pos.push_back(t);
+    cu.push_back(static_cast<int32_t>(offsets[i]));
+  }
+  cu.push_back(static_cast<int32_t>(offsets.back()));
+  pk->cu_seqlens = at::tensor(cu, at::kInt).to(device_);
+  at::Tensor dev_ids = ids.to(device_).unsqueeze(0);
+  at::Tensor positions = at::tensor(pos, at::kLong).to(device_).unsqueeze(0);
+  if (!options.checkpoint_layers || !at::GradMode::is_enabled()) {
+    return Body(dev_ids, positions, AttentionImpl::kBand, nullptr, nullptr, pk.get()).squeeze(0);
+  }
+  // Checkpointed: the same layers, each wrapped so that its activations are recomputed.
+  at::Tensor x = at::embedding(embed_, dev_ids);
+  Rope rope = MakeRope(positions);
+  rope.packing = pk.get();
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    auto fn = c10::make_intrusive<CheckpointFn>();
+    const int layer = static_cast<int>(i);
+    fn->fn = [this, layer, rope, pk](const at::Tensor& in) {
+      return DecoderLayer(layer, in, rope, AttentionImpl::kBand, nullptr, nullptr);
+    };
+    x = Checkpointed::apply(x, fn);
+  }
+  return RmsNorm(x, final_norm_, config_.rms_norm_eps).squeeze(0);
+}
+
+at::Tensor Model::Hidden(const at::Tensor& ids, AttentionImpl impl) const {
   at::Tensor dev_ids = ids.to(device_);
   const int64_t B = ids.size(0), T = ids.size(1);
   at::Tensor positions = at::arange(T, dev_ids.options()).unsqueeze(0).expand({B, T});
-  return at::linear(Body(dev_ids, positions, impl, nullptr, nullptr), lm_head_);
+  return Body(dev_ids, positions, impl, nullptr, nullptr);
+}
+
+at::Tensor Model::Logits(const at::Tensor& ids, AttentionImpl impl) const {
+  return at::linear(Hidden(ids, impl), lm_head_);
 }
 
 absl::StatusOr<at::Tensor> Model::Score(const at::Tensor& ids, AttentionImpl impl) const {

@@ -41,6 +41,19 @@ struct ModelOptions {
 // Which attention implementation full-sequence forward passes use.
 enum class AttentionImpl { kBand, kReference };
 
+// Options of the training forward pass over packed sequences (Model::PackedHidden).
+struct PackedForwardOptions {
+  // Recompute each decoder layer in the backward pass instead of keeping its activations
+  // (activation checkpointing): only each layer's input [total, hidden] stays alive. The
+  // recomputation re-enters the autograd engine (PyTorch's re-entrant scheme): parameter
+  // gradients arrive in .grad through backward(), not through torch::autograd::grad(inputs).
+  bool checkpoint_layers = false;
+  // On CUDA, attention through LibTorch's windowed FlashAttention-2 where it applies
+  // (bfloat16/float16, no sinks); false, or where it does not apply: the band path, one
+  // sequence at a time.
+  bool flash_attention = true;
+};
+
 class Model {
  public:
   // Loads DIR/config.json and DIR's safetensors (single or sharded). Every expected tensor
@@ -96,6 +109,19 @@ class Model {
   //   ids: int64 [B, T]  ->  logits [B, T, V] in the compute dtype. Differentiable.
   // REQUIRES: CheckTokenIds(ids).ok().
   at::Tensor Logits(const at::Tensor& ids, AttentionImpl impl = AttentionImpl::kBand) const;
+  // Final-normed hidden states [B, T, hidden] of whole sequences (Logits before lm_head).
+  at::Tensor Hidden(const at::Tensor& ids, AttentionImpl impl = AttentionImpl::kBand) const;
+  // Final-normed hidden states of sequences packed end to end, for training and scoring:
+  // sequence i is ids[offsets[i], offsets[i+1]) at positions 0..len-1, attending only to
+  // itself (no padding, no cross-sequence attention). Multiply by lm_head() for logits.
+  //   ids: int64 [total] on any device; offsets: n + 1 ascending values, offsets[0] = 0,
+  //   offsets[n] = total, no empty sequence  ->  [total, hidden] in the compute dtype.
+  // Differentiable. Same values as Logits on each sequence alone (up to rounding).
+  // REQUIRES: CheckTokenIds(ids).ok(); bad offsets throw c10::Error.
+  at::Tensor PackedHidden(const at::Tensor& ids, const std::vector<int64_t>& offsets,
+                          const PackedForwardOptions& options = {}) const;
+  // The output projection [vocab, hidden] (the embedding when tied).
+  const at::Tensor& lm_head() const { return lm_head_; }
   // Checked, no-grad Logits returned as float32 on the CPU; bad ids and torch errors
   // become a Status.
   absl::StatusOr<at::Tensor> Score(const at::Tensor& ids, AttentionImpl impl = AttentionImpl::kBand) const;
@@ -124,14 +150,20 @@ class Model {
   // Expected parameter names and shapes, in checkpoint order.
   std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedParameters() const;
   // Absolute positions [B, T] and their RoPE tables [B, 1, T, D] for one forward pass.
+  struct Packing;
   struct Rope {
     at::Tensor positions, cos, sin;
+    const Packing* packing = nullptr;  // set for PackedHidden: B = 1, sequences end to end
   };
   // [B, T, hidden] -> [B, T, hidden] through one layer's attention.
   at::Tensor Attention(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,
                        const std::vector<int>* seqs) const;
   at::Tensor Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
-                  const std::vector<int>* seqs) const;
+                  const std::vector<int>* seqs, const Packing* packing = nullptr) const;
+  Rope MakeRope(const at::Tensor& positions) const;
+  // One decoder layer: x + attention, then + MLP.
+  at::Tensor DecoderLayer(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,
+                          const std::vector<int>* seqs) const;
 
   ModelConfig config_;
   c10::Device device_ = c10::Device(c10::kCPU);

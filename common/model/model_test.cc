@@ -326,3 +326,84 @@ TEST(ModelTest, RopeScalingFrequencies) {
 
 }  // namespace
 }  // namespace swarr
+
+namespace swarr {
+namespace {
+
+// Sequences of different lengths packed end to end give each sequence's own hidden states:
+// per-sequence positions, no attention across sequences, windows and sinks applied per
+// sequence (sliding layer with W = 5 < the lengths, a sink layer, a full layer).
+TEST(PackedForwardTest, PackedHiddenEqualsEachSequenceAlone) {
+  for (int64_t sinks : {0, 2}) {
+    const ModelConfig c = TinyConfig({5, 0, 5}, sinks);
+    auto model = SharpRandomModel(c, 11, 2.0);
+    at::manual_seed(3);
+    const std::vector<int64_t> lengths = {9, 3, 14, 1, 7};
+    std::vector<int64_t> offsets{0};
+    std::vector<at::Tensor> seqs;
+    for (int64_t len : lengths) {
+      seqs.push_back(at::randint(3, c.vocab_size, {len}, at::kLong));
+      offsets.push_back(offsets.back() + len);
+    }
+    at::NoGradGuard no_grad;
+    const at::Tensor packed = model->PackedHidden(at::cat(seqs), offsets);
+    ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{offsets.back(), c.hidden_size}));
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const at::Tensor alone = model->Hidden(seqs[i].unsqueeze(0)).squeeze(0);
+      // The same operations on the same rows; only the batching of the products differs.
+      EXPECT_TRUE(RelErrWithin(packed.narrow(0, offsets[i], lengths[i]), alone,
+                               Float32Tolerance(ForwardReductionLength(c, lengths[i]))))
+          << "sinks " << sinks << ", sequence " << i;
+    }
+    // A sequence attending to its neighbour would change: the second sequence alone differs
+    // from the same tokens read as a continuation of the first.
+    const at::Tensor joined = model->Hidden(at::cat({seqs[0], seqs[1]}).unsqueeze(0)).squeeze(0);
+    EXPECT_GT(RelErr(joined.narrow(0, lengths[0], lengths[1]), packed.narrow(0, offsets[1], lengths[1])), 1e-3);
+  }
+}
+
+TEST(PackedForwardTest, BadOffsetsAreErrors) {
+  auto model = SharpRandomModel(TinyConfig({4}), 1);
+  const at::Tensor ids = at::full({6}, 5, at::kLong);
+  EXPECT_THROW(model->PackedHidden(ids, {0, 3, 5}), c10::Error);     // does not end at 6
+  EXPECT_THROW(model->PackedHidden(ids, {0, 3, 3, 6}), c10::Error);  // an empty sequence
+  EXPECT_THROW(model->PackedHidden(ids, {0}), c10::Error);
+}
+
+// Activation checkpointing recomputes each layer in the backward pass: the same values and
+// the same parameter gradients as keeping the activations.
+TEST(PackedForwardTest, CheckpointedLayersGiveTheSameGradients) {
+  const ModelConfig c = TinyConfig({4, 0});
+  auto model = SharpRandomModel(c, 5, 2.0);
+  at::manual_seed(9);
+  const at::Tensor ids = at::randint(3, c.vocab_size, {17}, at::kLong);
+  const std::vector<int64_t> offsets = {0, 6, 17};
+  const at::Tensor probe = at::randn({17, c.hidden_size});
+  std::vector<std::vector<at::Tensor>> grads(2);
+  std::vector<at::Tensor> values(2);
+  for (int pass = 0; pass < 2; ++pass) {
+    PackedForwardOptions o;
+    o.checkpoint_layers = pass == 1;
+    for (auto& [name, p] : model->named_parameters()) {
+      p.requires_grad_(true);
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+    values[pass] = model->PackedHidden(ids, offsets, o);
+    (values[pass] * probe).sum().backward();
+    for (auto& [name, p] : model->named_parameters()) {
+      grads[pass].push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());  // lm_head: not used
+    }
+  }
+  const int64_t k = 2 * ForwardReductionLength(c, 17);  // forward + backward
+  EXPECT_TRUE(RelErrWithin(values[1], values[0], Float32Tolerance(k)));
+  const auto& names = model->named_parameters();
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    ASSERT_EQ(grads[1][i].defined(), grads[0][i].defined()) << names[i].first;
+    if (!grads[0][i].defined()) continue;
+    EXPECT_GT(grads[0][i].abs().max().item<double>(), 0) << names[i].first;
+    EXPECT_TRUE(RelErrWithin(grads[1][i], grads[0][i], Float32Tolerance(k))) << names[i].first;
+  }
+}
+
+}  // namespace
+}  // namespace swarr

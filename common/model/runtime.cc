@@ -4,6 +4,12 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <c10/core/Device.h>
+
+#ifdef SWARR_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace swarr {
 
@@ -12,5 +18,45 @@ void InitTorchRuntime() {
   const unsigned n = std::thread::hardware_concurrency();
   if (n > 0) at::set_num_threads(static_cast<int>(n));
 }
+
+#ifdef SWARR_WITH_CUDA
+namespace {
+// The CUDA device index of `device`, or -1 for anything else (or an unparsable string).
+int CudaIndex(const std::string& device) {
+  try {
+    const c10::Device d(device);
+    if (!d.is_cuda()) return -1;
+    return d.has_index() ? d.index() : 0;
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+}  // namespace
+
+DeviceMemory QueryDeviceMemory(const std::string& device) {
+  DeviceMemory m;
+  const int index = CudaIndex(device);
+  if (index < 0) return m;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || index >= count) return m;
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return m;
+  m.available = true;
+  m.total_bytes = static_cast<int64_t>(prop.totalGlobalMem);
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  const auto& bytes = stats.allocated_bytes[0];  // StatType::AGGREGATE (its namespace moved in LibTorch 2)
+  m.peak_allocated_bytes = bytes.peak;
+  m.allocated_bytes = bytes.current;
+  return m;
+}
+
+void ResetPeakDeviceMemory(const std::string& device) {
+  const int index = CudaIndex(device);
+  if (index >= 0) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
+}
+#else
+DeviceMemory QueryDeviceMemory(const std::string&) { return {}; }
+void ResetPeakDeviceMemory(const std::string&) {}
+#endif
 
 }  // namespace swarr

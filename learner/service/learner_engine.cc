@@ -459,6 +459,18 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
   if (stage.rl().kl_coef() > 0) {
     SWARR_ASSIGN_OR_RETURN(run->reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
+  {
+    // The micro-batch the update holds at once: memory.micro_batch_tokens, else a whole
+    // minibatch of completions (prompt tokens not counted: a lower bound).
+    const v1::RlConfig& rl = stage.rl();
+    const int64_t minibatch_tokens = std::max<int64_t>(1, rl.prompts_per_step()) *
+                                     std::max<int64_t>(1, rl.samples_per_prompt()) * rl.max_new_tokens() /
+                                     std::max<int64_t>(1, rl.minibatches());
+    const int64_t micro = stage.memory().micro_batch_tokens() > 0
+                              ? std::min(stage.memory().micro_batch_tokens(), minibatch_tokens)
+                              : minibatch_tokens;
+    SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *run->policy, micro));
+  }
   SWARR_ASSIGN_OR_RETURN(run->trainer,
                          RlTrainer::Create(run->policy.get(), run->reference.get(), RlOptionsFromStage(stage)));
   RlTrainer& trainer = *run->trainer;
@@ -635,24 +647,25 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     metrics_->trained.Increment(static_cast<double>(ids.size()));
     tokens_total += m->tokens;
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    const std::string line = nlohmann::json({{"step", m->step},
-                                             {"policy_version", version},
-                                             {"loss", m->loss},
-                                             {"lr", m->lr},
-                                             {"tokens", m->tokens},
-                                             {"reward_mean", m->reward_mean},
-                                             {"reward_std", m->reward_std},
-                                             {"kl", m->kl},
-                                             {"clip_frac", m->clip_frac},
-                                             {"entropy", m->entropy},
-                                             {"grad_norm", m->grad_norm},
-                                             {"importance_weight_mean", m->importance_weight_mean},
-                                             {"updates", m->updates},
-                                             {"groups_used", m->groups_used},
-                                             {"groups_dropped_uniform", m->groups_dropped_uniform},
-                                             {"trajectories_invalid", m->trajectories_invalid},
-                                             {"seconds", secs}})
-                                 .dump();
+    nlohmann::json fields({{"step", m->step},
+                           {"policy_version", version},
+                           {"loss", m->loss},
+                           {"lr", m->lr},
+                           {"tokens", m->tokens},
+                           {"reward_mean", m->reward_mean},
+                           {"reward_std", m->reward_std},
+                           {"kl", m->kl},
+                           {"clip_frac", m->clip_frac},
+                           {"entropy", m->entropy},
+                           {"grad_norm", m->grad_norm},
+                           {"importance_weight_mean", m->importance_weight_mean},
+                           {"updates", m->updates},
+                           {"groups_used", m->groups_used},
+                           {"groups_dropped_uniform", m->groups_dropped_uniform},
+                           {"trajectories_invalid", m->trajectories_invalid},
+                           {"seconds", secs}});
+    fields.update(PeakMemoryFields(*policy));
+    const std::string line = fields.dump();
     // One line per optimizer step: a Step that applied no update (every group dropped as
     // uniform, or every update skipped) leaves the step count where it was.
     if (m->updates > 0) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "common/testing/numeric.h"
 #include "common/testing/test_models.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -101,6 +102,49 @@ TEST(SftTrainerTest, BadExamplesAreNamed) {
   EXPECT_THAT(std::string(SftTrainer::Create(model->get(), ToyData(), o).status().message()),
               HasSubstr("longer than max_seq_len 6"));
   EXPECT_FALSE(SftTrainer::Create(model->get(), {}, Options()).ok());
+}
+
+// Packed micro-batches (sequences end to end, chunked log-probs, checkpointed layers): the
+// same examples per micro-batch as padded when every row has the same length, and the same
+// loss and update.
+TEST(SftTrainerTest, PackedEqualsPadded) {
+  std::vector<std::unique_ptr<Model>> models;
+  std::vector<SftStepMetrics> metrics;
+  for (bool packed : {false, true}) {
+    auto model = Model::RandomInit(TinyConfig({0, 4}), 1);
+    ASSERT_TRUE(model.ok());
+    SftOptions o = Options();
+    o.scoring.packed = packed;
+    o.scoring.chunk_tokens = packed ? 5 : 0;
+    o.scoring.checkpoint_layers = packed;
+    // First AdamW step = p -= g (lr = eps = 1e6, no clipping): the update shows the gradient.
+    o.schedule.lr = 1e6;
+    o.schedule.warmup_steps = 0;
+    o.schedule.kind = "constant";
+    o.adam.eps = 1e6;
+    o.adam.grad_clip = 0;
+    auto trainer = SftTrainer::Create(model->get(), ToyData(), o);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    auto m = (*trainer)->Step();
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->examples, 6);  // rows of 8 tokens: 3 per 24-token micro-batch either way
+    EXPECT_EQ(m->padded_tokens, 6 * 8);
+    metrics.push_back(*m);
+    models.push_back(std::move(*model));
+  }
+  auto fresh = Model::RandomInit(TinyConfig({0, 4}), 1);
+  const int64_t k = 2 * ForwardReductionLength(TinyConfig({0, 4}), 8) + 24;
+  EXPECT_NEAR(metrics[1].loss, metrics[0].loss, testing_numeric::Float32Tolerance(k) * metrics[0].loss);
+  for (size_t i = 0; i < (*fresh)->named_parameters().size(); ++i) {
+    const auto& [name, p0] = (*fresh)->named_parameters()[i];
+    const at::Tensor padded = models[0]->named_parameters()[i].second.to(at::kDouble) - p0.to(at::kDouble);
+    const at::Tensor packed = models[1]->named_parameters()[i].second.to(at::kDouble) - p0.to(at::kDouble);
+    const double norm = padded.norm().item<double>();
+    if (norm == 0) continue;
+    const double tol = testing_numeric::Float32Tolerance(k) +
+                       2 * testing_numeric::kFloat32Eps * p0.norm().item<double>() / norm;
+    EXPECT_TRUE(testing_numeric::RelErrWithin(packed, padded, tol)) << name;
+  }
 }
 
 }  // namespace

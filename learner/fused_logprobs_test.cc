@@ -87,7 +87,7 @@ TEST(FusedTokenLogProbsTest, MatchesUnchunkedReference) {
       const double ent_tol = LogProbTolerance(H + 2 * V, max_logit) * Scale(dtype);
       // Chunk 1, chunks that do not divide N (7, 16), exactly N, more than N.
       for (int64_t chunk : {1, 7, 16, 50, 1000}) {
-        SCOPED_TRACE(::testing::Message() << at::toString(dtype) << " temperature " << temp << " chunk " << chunk);
+        SCOPED_TRACE(::testing::Message() << dtype << " temperature " << temp << " chunk " << chunk);
         FusedLogProbOptions o;
         o.temperature = temp;
         o.chunk_tokens = chunk;
@@ -180,7 +180,7 @@ TEST(FusedTokenLogProbsTest, GradientsMatchReferenceAutograd) {
     for (double temp : {1.0, 0.7}) {
       for (Loss loss : {Loss::kBoth, Loss::kLogProbsOnly, Loss::kLogProbsOnlyNoEntropyOutput, Loss::kEntropyOnly,
                         Loss::kPlainSum}) {
-        SCOPED_TRACE(::testing::Message() << at::toString(dtype) << " temperature " << temp << " loss " << Name(loss));
+        SCOPED_TRACE(::testing::Message() << dtype << " temperature " << temp << " loss " << Name(loss));
         Problem p = MakeProblem(N, H, V, dtype, 7);
         const at::Tensor a = at::randn({N}, dtype), b = at::randn({N}, dtype);
         p.hidden.requires_grad_(true);

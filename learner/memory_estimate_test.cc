@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <string>
 
+#include <ATen/Context.h>
+
 #include "gtest/gtest.h"
 #include "learner/stage_common.h"
 
@@ -101,6 +103,38 @@ TEST(MemoryEstimateTest, ScoringFollowsTheDevice) {
   EXPECT_FALSE(gpu.packed);
   EXPECT_EQ(gpu.chunk_tokens, 512);
   EXPECT_TRUE(gpu.checkpoint_layers);
+}
+
+// On a GPU (skipped elsewhere): a stage whose estimate exceeds memory.max_gib is refused at the
+// start with the estimate in the message; the same stage within its limit passes.
+TEST(MemoryEstimateTest, GpuStageOverItsLimitIsRefusedWithTheEstimate) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 1000;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.layer_windows = {0, 0};
+  ModelOptions mo;
+  mo.device = "cuda";
+  auto model = Model::RandomInit(c, 1, mo);
+  ASSERT_TRUE(model.ok()) << model.status();
+  v1::Stage stage;
+  stage.set_name("big");
+  stage.mutable_model()->set_device("cuda");
+  stage.mutable_memory()->set_max_gib(0.01);
+  const absl::Status refused = CheckStageFitsMemory(stage, **model, 1 << 20);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_NE(refused.message().find("GiB"), std::string::npos) << refused;
+  EXPECT_NE(refused.message().find("'big'"), std::string::npos) << refused;
+  EXPECT_TRUE(CheckStageFitsMemory(stage, **model, 16).ok());
+  stage.mutable_memory()->set_max_gib(0);  // the device's memory
+  EXPECT_TRUE(CheckStageFitsMemory(stage, **model, 1 << 20).ok());
+  EXPECT_FALSE(PeakMemoryFields(**model).empty());
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ if has build; then
   cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DSWARR_WITH_CUDA=ON \
     -DSWARR_SHARED_DIR="$PWD/.device/shared" -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" > "$OUT/cmake.log" 2>&1 \
     || { tail -40 "$OUT/cmake.log"; exit 1; }
-  cmake --build /tmp/b -j 16 --target cuda_learner_test gpu_learner_bench ${EXTRA_TARGETS:-} > "$OUT/build.log" 2>&1 \
+  cmake --build /tmp/b -j 16 --target cuda_learner_test fused_logprobs_test memory_estimate_test gpu_learner_bench ${EXTRA_TARGETS:-} > "$OUT/build.log" 2>&1 \
     || { grep -E -A3 "error" "$OUT/build.log" | head -60; exit 1; }
   echo "== build ok"
 else
@@ -23,6 +23,9 @@ else
 fi
 if has test; then
   timeout 300 /tmp/b/learner/cuda_learner_test 2>&1 | tee "$OUT/cuda_learner_test.log" | grep -vE "^\[ (RUN|      OK) " | tail -40
+  for t in fused_logprobs_test memory_estimate_test; do
+    timeout 120 /tmp/b/learner/$t 2>&1 | tee "$OUT/$t.log" | grep -E "FAILED|PASSED|Failure" -A3 | tail -12
+  done
 fi
 if has anchors; then
   PYTHONUNBUFFERED=1 timeout 300 python3 .device/anchors.py attn fa2win 2>&1 | grep -E "ANCHOR|section|Error|error" | tail -20

@@ -161,15 +161,17 @@ std::unique_ptr<Model> BigModel() {
   return std::move(*model);
 }
 
-ScoringOptions Scoring(const Args& args) {
+// --checkpoint: 0 = off, 1 = every layer, N > 1 = the first N layers.
+ScoringOptions Scoring(const Args& args, int64_t ck) {
   ScoringOptions s;
   s.packed = true;
   s.chunk_tokens = std::stoll(args.Optional("chunk").value_or("2048"));
-  s.checkpoint_layers = args.Optional("checkpoint").value_or("1") == "1";
+  s.checkpoint_layers = ck > 0;
+  s.checkpoint_layer_count = ck > 1 ? ck : 0;
   return s;
 }
 
-void SftSection(Model* model, const Args& args, const std::string& json) {
+void SftSection(Model* model, const Args& args, int64_t checkpoint, const std::string& json) {
   const std::string dev = "cuda";
   const int64_t micro = std::stoll(args.Optional("micro-tokens").value_or("16384"));
   const int64_t steps = std::stoll(args.Optional("steps").value_or("4"));
@@ -181,7 +183,7 @@ void SftSection(Model* model, const Args& args, const std::string& json) {
   o.max_seq_len = 2048;
   o.schedule.lr = 1e-5;
   o.schedule.kind = "constant";
-  o.scoring = Scoring(args);
+  o.scoring = Scoring(args, checkpoint);
   auto trainer = SftTrainer::Create(model, data, o);
   if (!trainer.ok()) {
     std::cerr << trainer.status() << "\n";
@@ -214,6 +216,7 @@ void SftSection(Model* model, const Args& args, const std::string& json) {
         {"model", "qwen2.5-1.5b shape, all-SWA W=1024, bf16 + fp32 master, AdamW"},
         {"micro_batch_tokens", micro},
         {"activation_checkpointing", o.scoring.checkpoint_layers},
+        {"checkpointed_layers", o.scoring.checkpoint_layers ? (o.scoring.checkpoint_layer_count > 0 ? o.scoring.checkpoint_layer_count : 28) : 0},
         {"logprob_chunk_tokens", o.scoring.chunk_tokens},
         {"steps", steps},
         {"step_seconds", secs / static_cast<double>(steps)},
@@ -230,7 +233,7 @@ void RlSection(Model* model, const Args& args, const std::string& json) {
   o.schedule.lr = 1e-6;
   o.schedule.kind = "constant";
   o.micro_batch_tokens = micro;
-  o.scoring = Scoring(args);
+  o.scoring = Scoring(args, std::stoll(args.Optional("checkpoint").value_or("1")));
   o.dynamic_sampling = false;
   auto trainer = RlTrainer::Create(model, nullptr, o);
   if (!trainer.ok()) {
@@ -291,7 +294,7 @@ void RlSection(Model* model, const Args& args, const std::string& json) {
 int main(int argc, char** argv) {
   using namespace swarr;
   auto args = Args::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                          {"sections", "json", "steps", "micro-tokens", "checkpoint", "chunk"}, {});
+                          {"sections", "json", "steps", "micro-tokens", "checkpoint", "sft-checkpoint", "chunk"}, {});
   if (!args.ok()) {
     std::cerr << args.status() << "\n";
     return 2;
@@ -312,8 +315,23 @@ int main(int argc, char** argv) {
       AttnSection(json);
     } else if (s == "sft" || s == "rl") {
       if (!model) model = BigModel();
-      if (s == "sft") SftSection(model.get(), *args, json);
-      else RlSection(model.get(), *args, json);
+      if (s == "rl") {
+        RlSection(model.get(), *args, json);
+        continue;
+      }
+      // One SFT measurement per checkpointing setting (--sft-checkpoint 1,14,0); one that runs
+      // out of memory is reported as such.
+      const std::vector<int64_t> settings =
+          args->Has("sft-checkpoint") ? args->IntList("sft-checkpoint").value_or(std::vector<int64_t>{1})
+                                      : std::vector<int64_t>{1};
+      for (int64_t ck : settings) {
+        try {
+          SftSection(model.get(), *args, ck, json);
+        } catch (const c10::Error& e) {
+          const std::string what = e.what_without_backtrace();
+          Emit({{"section", "sft"}, {"checkpoint", ck}, {"error", what.substr(0, 300)}}, json);
+        }
+      }
     }
   }
   return 0;

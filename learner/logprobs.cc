@@ -115,6 +115,7 @@ TokenLogProbs ScoreSequences(const Model& model, const SequenceBatch& batch, dou
     for (int64_t i = 0; i < N; ++i) packed.insert(packed.end(), tok + i * L, tok + i * L + batch.lengths[i]);
     PackedForwardOptions fwd;
     fwd.checkpoint_layers = options.checkpoint_layers;
+    fwd.checkpoint_layer_count = options.checkpoint_layer_count;
     fwd.flash_attention = options.flash_attention;
     hidden = model.PackedHidden(at::tensor(packed, at::kLong), offsets, fwd);
   } else {

@@ -49,6 +49,7 @@ struct ScoringOptions {
   // chunking: unpacked, that is ComputeTokenLogProbs itself (the CPU default).
   int64_t chunk_tokens = 0;
   bool checkpoint_layers = false;  // activation checkpointing per decoder layer
+  int64_t checkpoint_layer_count = 0;  // of the first this many layers only; 0 = all
   bool flash_attention = true;     // where Model::PackedHidden can use it
 };
 

@@ -28,6 +28,9 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;  // decoupled; never applied to norms and biases
   double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 = no clipping
+  // CUDA parameters with LibTorch >= 2: the same update through LibTorch's multi-tensor fused
+  // AdamW kernel (equal up to float32 rounding). CPU parameters always take the plain loop.
+  bool fused_cuda = true;
 };
 
 // Learning rate at an optimizer step: linear warmup from 0 over `warmup_steps`, then
@@ -79,6 +82,8 @@ class AdamW {
   std::vector<Param> params_;
   AdamWOptions options_;
   int64_t step_ = 0;
+  // The multi-tensor CUDA path of Step (see AdamWOptions::fused_cuda); false if not taken.
+  bool FusedCudaStep(double lr, double* norm_out);
 };
 
 }  // namespace swarr

@@ -184,6 +184,7 @@ ScoringOptions ScoringFromStage(const v1::Stage& stage) {
   s.packed = packing == "on" || ((packing.empty() || packing == "auto") && cuda);
   s.chunk_tokens = mem.logprob_chunk_tokens() > 0 ? mem.logprob_chunk_tokens() : (cuda ? 2048 : 0);
   s.checkpoint_layers = mem.activation_checkpointing();
+  s.checkpoint_layer_count = mem.checkpoint_layers();
   return s;
 }
 
@@ -212,7 +213,10 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& c, int64_t num_paramete
   const int64_t per_layer = (4 * c.hidden_size + 2 * qkv + c.num_attention_heads * c.head_dim + 4 * c.intermediate_size) * e +
                             2 * c.hidden_size * 4;
   const int64_t layers = c.num_hidden_layers;
-  const int64_t kept = scoring.checkpoint_layers ? layers * c.hidden_size * e + per_layer : layers * per_layer;
+  const int64_t recomputed = !scoring.checkpoint_layers ? 0
+                             : scoring.checkpoint_layer_count > 0 ? std::min(scoring.checkpoint_layer_count, layers)
+                                                                  : layers;
+  const int64_t kept = recomputed * c.hidden_size * e + (layers - recomputed) * per_layer + (recomputed > 0 ? per_layer : 0);
   m.activations = micro_tokens * (kept + 2 * c.hidden_size * e);  // + embeddings / final norm
   // One chunk's logits in the compute dtype plus float32 logits, probabilities and their gradient.
   const int64_t rows = scoring.chunk_tokens > 0 ? std::min(scoring.chunk_tokens, micro_tokens) : micro_tokens;

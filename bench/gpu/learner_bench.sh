@@ -33,7 +33,8 @@ if has anchors; then
 fi
 if has bench; then
   rm -f "$OUT/swarr_learner.jsonl"
-  timeout 400 /tmp/b/bin/gpu_learner_bench --sections attn,sft,rl --json "$OUT/swarr_learner.jsonl"
+  timeout 400 /tmp/b/bin/gpu_learner_bench --sections attn,sft,rl --sft-checkpoint ${SFT_CHECKPOINT:-1,14,0} \
+    --json "$OUT/swarr_learner.jsonl"
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/gpu.txt"
   python3 bench/gpu/merge_learner.py "$OUT" | tee "$OUT/table.md"
 fi

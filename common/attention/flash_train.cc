@@ -110,9 +110,16 @@ std::pair<at::Tensor, at::Tensor> SinkAttention(const at::Tensor& q, const at::T
   const at::Tensor pos = rows - start;
   const at::Tensor s = at::arange(S, lopts).unsqueeze(0);                                   // [1, S]
   const at::Tensor visible = (s < len.unsqueeze(1)) & (s <= (pos - spec.window).unsqueeze(1));  // [total, S]
-  const at::Tensor idx = (start.unsqueeze(1) + s).clamp_max(total - 1).reshape({-1});
-  const at::Tensor ks = k.index_select(0, idx).view({total, S, Hkv, D}).to(at::kFloat);
-  const at::Tensor vs = v.index_select(0, idx).view({total, S, Hkv, D}).to(at::kFloat);
+  // Each sequence's S sink rows, taken once and made float32 BEFORE they are spread over the
+  // sequence's queries: their gradients (sums over up to a whole sequence of queries) then
+  // accumulate in float32, not bfloat16.
+  const int64_t n = cu64.size(0) - 1;
+  const at::Tensor sink_rows = (cu64.narrow(0, 0, n).unsqueeze(1) + s).clamp_max(total - 1).reshape({-1});
+  const at::Tensor k_sinks = k.index_select(0, sink_rows).to(at::kFloat);  // [n * S, Hkv, D]
+  const at::Tensor v_sinks = v.index_select(0, sink_rows).to(at::kFloat);
+  const at::Tensor idx = (seq.unsqueeze(1) * S + s).reshape({-1});  // [total * S] rows of k_sinks
+  const at::Tensor ks = k_sinks.index_select(0, idx).view({total, S, Hkv, D});
+  const at::Tensor vs = v_sinks.index_select(0, idx).view({total, S, Hkv, D});
   const at::Tensor qg = q.to(at::kFloat).view({total, Hkv, H / Hkv, D});
   at::Tensor scores = at::einsum("tkgd,tskd->tkgs", {qg, ks}) * spec.scale;  // [total, Hkv, G, S]
   const at::Tensor vis = visible.view({total, 1, 1, S});

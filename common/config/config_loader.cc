@@ -780,6 +780,7 @@ absl::Status ValidateStage(const swarr::v1::Stage& stage, const std::string& pat
   p.OneOf("memory.packing", mem.packing(), {"auto", "on", "off"});
   p.NonNegative("memory.logprob_chunk_tokens", mem.logprob_chunk_tokens());
   p.NonNegative("memory.micro_batch_tokens", mem.micro_batch_tokens());
+  p.NonNegative("memory.checkpoint_layers", mem.checkpoint_layers());
   if (!(mem.max_gib() >= 0)) p.Add("memory.max_gib", absl::StrCat("must be >= 0, got ", mem.max_gib()));
   return p.ToStatus();
 }

@@ -524,9 +524,15 @@ at::Tensor Model::PackedHidden(const at::Tensor& ids, const std::vector<int64_t>
   at::Tensor x = at::embedding(embed_, dev_ids);
   Rope rope = MakeRope(positions);
   rope.packing = pk.get();
+  const int64_t recomputed =
+      options.checkpoint_layer_count > 0 ? options.checkpoint_layer_count : config_.num_hidden_layers;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    auto fn = c10::make_intrusive<CheckpointFn>();
     const int layer = static_cast<int>(i);
+    if (i >= recomputed) {
+      x = DecoderLayer(layer, x, rope, AttentionImpl::kBand, nullptr, nullptr);
+      continue;
+    }
+    auto fn = c10::make_intrusive<CheckpointFn>();
     fn->fn = [this, layer, rope, pk](const at::Tensor& in) {
       return DecoderLayer(layer, in, rope, AttentionImpl::kBand, nullptr, nullptr);
     };

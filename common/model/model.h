@@ -48,6 +48,9 @@ struct PackedForwardOptions {
   // recomputation re-enters the autograd engine (PyTorch's re-entrant scheme): parameter
   // gradients arrive in .grad through backward(), not through torch::autograd::grad(inputs).
   bool checkpoint_layers = false;
+  // With checkpoint_layers: only the first this many decoder layers are recomputed (the rest
+  // keep their activations: less recomputation where memory allows); 0 = all.
+  int64_t checkpoint_layer_count = 0;
   // On CUDA, attention through LibTorch's windowed FlashAttention-2 where it applies
   // (bfloat16/float16, no sinks); false, or where it does not apply: the band path, one
   // sequence at a time.

@@ -101,33 +101,40 @@ TEST(ComputeTokenLogProbsTest, ReproducesBehaviourLogProbsOfGenerator) {
     EXPECT_EQ(batch->tokens.size(1), 14 + 20);
 
     at::NoGradGuard no_grad;
-    TokenLogProbs lp = ComputeTokenLogProbs(*model, batch->tokens, temp, /*with_entropy=*/true);
-    ASSERT_EQ(lp.logprobs.sizes(), batch->mask.sizes());
-    ASSERT_EQ(lp.entropy.sizes(), batch->mask.sizes());
-    EXPECT_EQ(lp.logprobs.scalar_type(), at::kFloat);
-    EXPECT_TRUE(at::isfinite(lp.logprobs).all().item<bool>());
-    EXPECT_TRUE(at::isfinite(lp.entropy).all().item<bool>());
-    at::Tensor got = lp.logprobs.contiguous();
-    // Cached decoding against one full forward pass: float32 rounding of the two (docs/testing.md).
-    const double tol = LogProbTolerance(ForwardReductionLength(model->config(), batch->tokens.size(1)),
-                                        MaxAbsLogit(*model, batch->tokens) / temp);
-    double max_err = 0, min_logprob = 0;
-    int64_t checked = 0;
-    for (size_t i = 0; i < res->size(); ++i) {
-      const GenerationResult& r = (*res)[i];
-      for (size_t k = 0; k < r.logprobs.size(); ++k) {
-        const int64_t pos = r.prompt_length + static_cast<int64_t>(k) - 1;  // predicting position
-        ASSERT_EQ(batch->mask[i][pos].item<float>(), 1.0f);
-        const double learner = got[i][pos].item<double>();
-        ASSERT_NEAR(learner, r.logprobs[k], tol) << "sequence " << i << " token " << k;
-        max_err = std::max(max_err, std::abs(learner - r.logprobs[k]));
-        min_logprob = std::min(min_logprob, static_cast<double>(r.logprobs[k]));
-        ++checked;
+    // The reference scorer, and the trainers' GPU configuration (packed, chunked) on the CPU.
+    for (bool packed : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "packed + chunked " << packed);
+      ScoringOptions so;
+      so.packed = packed;
+      so.chunk_tokens = packed ? 7 : 0;
+      TokenLogProbs lp = ScoreSequences(*model, *batch, temp, /*with_entropy=*/true, so);
+      ASSERT_EQ(lp.logprobs.sizes(), batch->mask.sizes());
+      ASSERT_EQ(lp.entropy.sizes(), batch->mask.sizes());
+      EXPECT_EQ(lp.logprobs.scalar_type(), at::kFloat);
+      EXPECT_TRUE(at::isfinite(lp.logprobs).all().item<bool>());
+      EXPECT_TRUE(at::isfinite(lp.entropy).all().item<bool>());
+      at::Tensor got = lp.logprobs.contiguous();
+      // Cached decoding against one full forward pass: float32 rounding of the two (docs/testing.md).
+      const double tol = LogProbTolerance(ForwardReductionLength(model->config(), batch->tokens.size(1)),
+                                          MaxAbsLogit(*model, batch->tokens) / temp);
+      double max_err = 0, min_logprob = 0;
+      int64_t checked = 0;
+      for (size_t i = 0; i < res->size(); ++i) {
+        const GenerationResult& r = (*res)[i];
+        for (size_t k = 0; k < r.logprobs.size(); ++k) {
+          const int64_t pos = r.prompt_length + static_cast<int64_t>(k) - 1;  // predicting position
+          ASSERT_EQ(batch->mask[i][pos].item<float>(), 1.0f);
+          const double learner = got[i][pos].item<double>();
+          ASSERT_NEAR(learner, r.logprobs[k], tol) << "sequence " << i << " token " << k;
+          max_err = std::max(max_err, std::abs(learner - r.logprobs[k]));
+          min_logprob = std::min(min_logprob, static_cast<double>(r.logprobs[k]));
+          ++checked;
+        }
       }
+      EXPECT_EQ(checked, batch->mask.sum().item<double>());
+      EXPECT_LT(min_logprob, -0.5);  // the comparison is not between near-zero log-probs
+      testing_numeric::ReportMargin(max_err, tol);
     }
-    EXPECT_EQ(checked, batch->mask.sum().item<double>());
-    EXPECT_LT(min_logprob, -0.5);  // the comparison is not between near-zero log-probs
-    testing_numeric::ReportMargin(max_err, tol);
   }
 }
 

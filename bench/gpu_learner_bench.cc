@@ -31,6 +31,7 @@
 #include "common/attention/flash_train.h"
 #include "common/model/model.h"
 #include "common/model/runtime.h"
+#include "common/testing/test_models.h"
 #include "learner/rl_trainer.h"
 #include "learner/sft_trainer.h"
 #include "nlohmann/json.hpp"
@@ -67,26 +68,6 @@ double MedianMs(const c10::Device& d, F fn, int iters = 10, int warm = 3) {
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
-}
-
-ModelConfig Qwen15bShape(int64_t window) {
-  ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 151936;
-  c.hidden_size = 1536;
-  c.intermediate_size = 8960;
-  c.num_hidden_layers = 28;
-  c.num_attention_heads = 12;
-  c.num_key_value_heads = 2;
-  c.head_dim = 128;
-  c.qkv_bias = true;
-  c.tie_word_embeddings = true;
-  c.rope_theta = 1000000.0;
-  c.rms_norm_eps = 1e-6;
-  c.max_position_embeddings = 32768;
-  c.layer_windows.assign(28, window);
-  c.eos_token_ids = {151643};
-  return c;
 }
 
 double PeakGib(const std::string& device) {

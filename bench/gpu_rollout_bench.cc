@@ -27,6 +27,7 @@
 #include "common/model/device_decoder.h"
 #include "common/model/generator.h"
 #include "common/model/model.h"
+#include "common/testing/test_models.h"
 #include "nlohmann/json.hpp"
 #include "tools/args.h"
 
@@ -51,25 +52,6 @@ std::vector<int64_t> ParseList(const std::string& s) {
     out.push_back(v);
   }
   return out;
-}
-
-// Qwen2.5-1.5B's shape, every layer sliding.
-ModelConfig Qwen15bShape(int64_t window) {
-  ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 151936;
-  c.hidden_size = 1536;
-  c.intermediate_size = 8960;
-  c.num_hidden_layers = 28;
-  c.num_attention_heads = 12;
-  c.num_key_value_heads = 2;
-  c.head_dim = 128;
-  c.qkv_bias = true;
-  c.tie_word_embeddings = true;
-  c.rope_theta = 1000000.0;
-  c.rms_norm_eps = 1e-6;
-  c.layer_windows.assign(28, window);
-  return c;
 }
 
 void Emit(nlohmann::json j, const std::string& json_path) {

@@ -6,23 +6,11 @@
 #include <ATen/Context.h>
 
 #include "gtest/gtest.h"
+#include "common/testing/test_models.h"
 #include "learner/stage_common.h"
 
 namespace swarr {
 namespace {
-
-ModelConfig Qwen15b() {
-  ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 151936;
-  c.hidden_size = 1536;
-  c.intermediate_size = 8960;
-  c.num_hidden_layers = 28;
-  c.num_attention_heads = 12;
-  c.num_key_value_heads = 2;
-  c.head_dim = 128;
-  return c;
-}
 
 constexpr int64_t kParams = 1543714304;  // Qwen2.5-1.5B, tied embeddings
 constexpr double kGib = 1 << 30;
@@ -30,7 +18,7 @@ constexpr double kGib = 1 << 30;
 TEST(MemoryEstimateTest, CountsStateActivationsAndLogProbChunk) {
   ScoringOptions s;
   s.chunk_tokens = 2048;
-  const MemoryEstimate bf16 = EstimateTrainingMemory(Qwen15b(), kParams, at::kBFloat16, 16384, s, false);
+  const MemoryEstimate bf16 = EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kBFloat16, 16384, s, false);
   // bf16 weights and gradients (2 + 2 bytes), fp32 master + two AdamW moments (12 bytes).
   EXPECT_EQ(bf16.weights, 2 * kParams);
   EXPECT_EQ(bf16.gradients, 2 * kParams);
@@ -40,23 +28,23 @@ TEST(MemoryEstimateTest, CountsStateActivationsAndLogProbChunk) {
   EXPECT_EQ(bf16.logprobs, int64_t{2048} * 151936 * (2 + 12));
   EXPECT_EQ(bf16.total(), bf16.weights + bf16.gradients + bf16.optimizer + bf16.activations + bf16.logprobs);
   // float32 models keep no master copy.
-  const MemoryEstimate fp32 = EstimateTrainingMemory(Qwen15b(), kParams, at::kFloat, 16384, s, false);
+  const MemoryEstimate fp32 = EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kFloat, 16384, s, false);
   EXPECT_EQ(fp32.optimizer, 8 * kParams);
   // A frozen reference adds its weights.
-  EXPECT_EQ(EstimateTrainingMemory(Qwen15b(), kParams, at::kBFloat16, 16384, s, true).reference, 2 * kParams);
+  EXPECT_EQ(EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kBFloat16, 16384, s, true).reference, 2 * kParams);
   // Checkpointing keeps one [tokens, hidden] input per layer instead of every activation.
   ScoringOptions ck = s;
   ck.checkpoint_layers = true;
-  const MemoryEstimate with_ck = EstimateTrainingMemory(Qwen15b(), kParams, at::kBFloat16, 16384, ck, false);
+  const MemoryEstimate with_ck = EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kBFloat16, 16384, ck, false);
   EXPECT_LT(with_ck.activations * 5, bf16.activations);
   EXPECT_GE(with_ck.activations, int64_t{28} * 16384 * 1536 * 2);
   // Activations grow with the micro-batch; the log-prob chunk does not.
-  const MemoryEstimate big = EstimateTrainingMemory(Qwen15b(), kParams, at::kBFloat16, 65536, s, false);
+  const MemoryEstimate big = EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kBFloat16, 65536, s, false);
   EXPECT_EQ(big.activations, 4 * bf16.activations);
   EXPECT_EQ(big.logprobs, bf16.logprobs);
   // Unchunked: the whole micro-batch's [tokens, V].
   ScoringOptions whole;
-  EXPECT_EQ(EstimateTrainingMemory(Qwen15b(), kParams, at::kBFloat16, 16384, whole, false).logprobs,
+  EXPECT_EQ(EstimateTrainingMemory(Qwen15bShape(1024), kParams, at::kBFloat16, 16384, whole, false).logprobs,
             int64_t{16384} * 151936 * 14);
   // The 1.5B step of the GPU benchmark: within an H200 with checkpointing.
   std::printf("1.5B, 16k tokens, checkpointing: %s\n", with_ck.ToString().c_str());

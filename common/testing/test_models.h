@@ -41,6 +41,27 @@ inline std::unique_ptr<Model> SharpRandomModel(const ModelConfig& config, uint64
   return std::move(*model);
 }
 
+// Qwen2.5-1.5B's shape (random weights in benchmarks), every layer sliding with `window`.
+inline ModelConfig Qwen15bShape(int64_t window) {
+  ModelConfig c;
+  c.model_type = "qwen2";
+  c.vocab_size = 151936;
+  c.hidden_size = 1536;
+  c.intermediate_size = 8960;
+  c.num_hidden_layers = 28;
+  c.num_attention_heads = 12;
+  c.num_key_value_heads = 2;
+  c.head_dim = 128;
+  c.qkv_bias = true;
+  c.tie_word_embeddings = true;
+  c.rope_theta = 1000000.0;
+  c.rms_norm_eps = 1e-6;
+  c.max_position_embeddings = 32768;
+  c.layer_windows.assign(28, window);
+  c.eos_token_ids = {151643};
+  return c;
+}
+
 // The longest chain of float32 reductions (terms summed along one value's path, added up) in a
 // forward pass of `config` over `positions` tokens, for the tolerance rule of
 // common/testing/numeric.h. Per layer: RMSNorm (hidden), q/k/v projection (hidden), score

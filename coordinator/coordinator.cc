@@ -153,8 +153,7 @@ absl::Status Coordinator::Init() {
   lease_seconds_ = p.workers().lease_seconds() > 0 ? p.workers().lease_seconds() : 5 * heartbeat_seconds_;
   default_max_sequences_ = p.workers().max_sequences() > 0 ? p.workers().max_sequences() : 64;
   default_max_tokens_ = std::max<int64_t>(0, p.workers().max_tokens());
-  if (p.rpc().max_message_bytes() > 0) limits_.max_message_bytes = p.rpc().max_message_bytes();
-  if (p.rpc().deadline_seconds() > 0) limits_.deadline_seconds = p.rpc().deadline_seconds();
+  limits_ = RpcLimitsFromSettings(p.rpc());
   SWARR_ASSIGN_OR_RETURN(learner_client_, LearnerClient::Create(options_.learner_address, options_.security, limits_));
   registry_ = options_.metrics_registry ? options_.metrics_registry : std::make_shared<prometheus::Registry>();
   metrics_ = std::make_unique<CoordinatorMetrics>(*registry_);
@@ -960,6 +959,8 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   resp.set_max_tokens(default_max_tokens_);
   resp.set_max_message_bytes(limits_.max_message_bytes);
   resp.set_deadline_seconds(limits_.deadline_seconds);
+  resp.set_keepalive_time_seconds(limits_.keepalive_time_seconds);
+  resp.set_keepalive_timeout_seconds(limits_.keepalive_timeout_seconds);
   workers_[w.id] = std::move(w);
   UpdateWorkerGaugesLocked();
   return resp;

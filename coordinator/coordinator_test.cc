@@ -415,7 +415,8 @@ int CountGroups(std::vector<FakeWorker*> workers) {
 
 TEST(CoordinatorTest, LeaseExpiryReassignsGroupsToAnotherWorker) {
   LearnerServer learner;
-  const auto pipeline = Pipeline(kWorkers + "stages:\n" + RlStage("rl", 4, 0));
+  const auto pipeline =
+      Pipeline(kWorkers + "rpc: {keepalive_time_seconds: 3}\nstages:\n" + RlStage("rl", 4, 0));
   const std::string dir = TempDir();
   auto coord = StartCoordinator(pipeline, dir, learner.address);
   ASSERT_NE(coord, nullptr);
@@ -427,6 +428,9 @@ TEST(CoordinatorTest, LeaseExpiryReassignsGroupsToAnotherWorker) {
   EXPECT_EQ(a.registration().learner_address(), learner.address);
   EXPECT_EQ(a.registration().max_sequences(), 8);
   EXPECT_EQ(a.registration().max_message_bytes(), int64_t{64} << 20);
+  // The pipeline's keepalive, the default filled in (the worker's channels adopt both).
+  EXPECT_EQ(a.registration().keepalive_time_seconds(), 3);
+  EXPECT_EQ(a.registration().keepalive_timeout_seconds(), 5);
   // prompts_per_step 4, staleness 0: exactly 4 groups in flight.
   ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 4; }));
   const auto received = a.received();

@@ -58,10 +58,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Coor
   s->metrics_ = MetricsExporter::Start(options.metrics_listen, "coordinator");
   if (!options.coordinator.metrics_registry) options.coordinator.metrics_registry = s->metrics_->shared_registry();
   const RpcSecurity security = options.coordinator.security;
-  RpcLimits limits;
-  const v1::RpcSettings& rpc = options.coordinator.pipeline.rpc();
-  if (rpc.max_message_bytes() > 0) limits.max_message_bytes = rpc.max_message_bytes();
-  if (rpc.deadline_seconds() > 0) limits.deadline_seconds = rpc.deadline_seconds();
+  const RpcLimits limits = RpcLimitsFromSettings(options.coordinator.pipeline.rpc());
   SWARR_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(std::move(options.coordinator)));
   s->service_ = std::make_unique<CoordinatorService>(s->coordinator_.get(), security);
   SWARR_ASSIGN_OR_RETURN(RunningServer running, StartServer(options.listen, {s->service_.get()}, security, limits));

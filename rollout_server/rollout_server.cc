@@ -208,6 +208,8 @@ absl::Status RolloutServer::RegisterOnce(bool allow_zero_capacity) {
       RpcLimits adopted;
       if (resp.max_message_bytes() > 0) adopted.max_message_bytes = resp.max_message_bytes();
       if (resp.deadline_seconds() > 0) adopted.deadline_seconds = resp.deadline_seconds();
+      if (resp.keepalive_time_seconds() > 0) adopted.keepalive_time_seconds = resp.keepalive_time_seconds();
+      if (resp.keepalive_timeout_seconds() > 0) adopted.keepalive_timeout_seconds = resp.keepalive_timeout_seconds();
       client_limits_ = adopted;
     }
     heartbeat_seconds_ = resp.heartbeat_seconds() > 0 ? resp.heartbeat_seconds() : 1.0;

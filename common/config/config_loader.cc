@@ -831,6 +831,11 @@ absl::Status ValidatePipeline(const swarr::v1::PipelineConfig& pipeline) {
   p.NonNegative("rpc.max_message_bytes", r.max_message_bytes());
   if (r.deadline_seconds() < 0) p.Add("rpc.deadline_seconds", "must be >= 0");
   p.NonNegative("rpc.weight_chunk_bytes", r.weight_chunk_bytes());
+  auto keepalive = [&p](const char* field, double seconds) {
+    if (!(seconds >= 0 && seconds <= 86400)) p.Add(field, absl::StrCat("must be in [0, 86400], got ", seconds));
+  };
+  keepalive("rpc.keepalive_time_seconds", r.keepalive_time_seconds());
+  keepalive("rpc.keepalive_timeout_seconds", r.keepalive_timeout_seconds());
   const int64_t max_msg = r.max_message_bytes() > 0 ? r.max_message_bytes() : int64_t{64} << 20;
   if (r.weight_chunk_bytes() > 0 && r.weight_chunk_bytes() + 4096 > max_msg) {
     p.Add("rpc.weight_chunk_bytes", absl::StrCat("must leave room under rpc.max_message_bytes (", max_msg, ")"));

@@ -556,7 +556,10 @@ stages:
     stop: {max_steps: 2}
 workers: {max_sequences: 16, heartbeat_seconds: 0.5, lease_seconds: 3}
 weight_sync: grpc
+rpc: {keepalive_time_seconds: 2, keepalive_timeout_seconds: 1.5}
 )", &p).ok());
+  EXPECT_EQ(p.rpc().keepalive_time_seconds(), 2);
+  EXPECT_EQ(p.rpc().keepalive_timeout_seconds(), 1.5);
   EXPECT_TRUE(ValidatePipeline(p).ok()) << ValidatePipeline(p);
 
   swarr::v1::PipelineConfig first_without_path = p;
@@ -568,7 +571,11 @@ weight_sync: grpc
   bad.set_weight_sync("nccl");
   bad.mutable_rpc()->set_max_message_bytes(1 << 20);
   bad.mutable_rpc()->set_weight_chunk_bytes(1 << 20);
+  bad.mutable_rpc()->set_keepalive_time_seconds(-1);
+  bad.mutable_rpc()->set_keepalive_timeout_seconds(1e9);
   const std::string msg(ValidatePipeline(bad).message());
+  EXPECT_NE(msg.find("rpc.keepalive_time_seconds: must be in [0, 86400], got -1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rpc.keepalive_timeout_seconds: must be in [0, 86400], got 1e+09"), std::string::npos) << msg;
   EXPECT_NE(msg.find("workers.lease_seconds: must be longer than heartbeat_seconds"), std::string::npos) << msg;
   EXPECT_NE(msg.find("weight_sync: \"nccl\" is not available"), std::string::npos) << msg;
   EXPECT_NE(msg.find("rpc.weight_chunk_bytes"), std::string::npos) << msg;

@@ -1,5 +1,8 @@
 #include "common/rpc/service_options.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 
 #include <grpcpp/create_channel.h>
@@ -25,6 +28,13 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
   return *text;
 }
 
+// Seconds as whole milliseconds for a channel argument: at least 1, at most INT32_MAX.
+int Millis(double seconds) {
+  const double ms = std::round(seconds * 1000);
+  if (!(ms >= 1)) return 1;
+  return ms >= static_cast<double>(INT32_MAX) ? INT32_MAX : static_cast<int>(ms);
+}
+
 // Equal strings, compared without an early exit (the token's length is not secret).
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -34,6 +44,58 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+RpcLimits RpcLimitsFromSettings(const v1::RpcSettings& settings) {
+  RpcLimits limits;
+  if (settings.max_message_bytes() > 0) limits.max_message_bytes = settings.max_message_bytes();
+  if (settings.deadline_seconds() > 0) limits.deadline_seconds = settings.deadline_seconds();
+  if (settings.keepalive_time_seconds() > 0) limits.keepalive_time_seconds = settings.keepalive_time_seconds();
+  if (settings.keepalive_timeout_seconds() > 0) limits.keepalive_timeout_seconds = settings.keepalive_timeout_seconds();
+  return limits;
+}
+
+grpc::ChannelArguments ClientChannelArguments(const RpcLimits& limits) {
+  grpc::ChannelArguments args;
+  const int max_bytes = static_cast<int>(std::min<int64_t>(limits.max_message_bytes, INT32_MAX));
+  args.SetMaxReceiveMessageSize(max_bytes);
+  args.SetMaxSendMessageSize(max_bytes);
+  // A short reconnect backoff: gRPC's default grows to 120 s, so a service restarted after a
+  // minute (a learner resuming from its checkpoint) would stay unreached for two more. One
+  // attempt per second at most is cheap.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Keepalive: without it a connection to a peer that vanished without closing it (a host
+  // gone, a process stopped) looks healthy until TCP gives up (~15 min). Pings go out on idle
+  // connections too (a worker waiting for assignments has no unary call in flight), and
+  // without a limit on pings between data frames (the default 2 would stop them).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(limits.keepalive_time_seconds));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(limits.keepalive_timeout_seconds));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  return args;
+}
+
+std::vector<std::pair<std::string, int>> ServerChannelArguments(const RpcLimits& limits) {
+  return {
+      // gRPC sets SO_REUSEPORT by default: a second server on a busy port would silently
+      // share it. A port in use must be an error instead.
+      {GRPC_ARG_ALLOW_REUSEPORT, 0},
+      // The server pings its clients too: a stream to a vanished client (a worker's
+      // WatchAssignments) ends instead of holding its resources.
+      {GRPC_ARG_KEEPALIVE_TIME_MS, Millis(limits.keepalive_time_seconds)},
+      {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(limits.keepalive_timeout_seconds)},
+      {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+      {GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0},
+      // Clients' pings are welcome at the keepalive time, with or without calls; and since a
+      // client may be configured with a shorter time than this server (the learner starts
+      // before it knows the pipeline's settings), a ping that comes sooner is never held
+      // against it (0 strikes = unlimited; the default 2 answers the third with GOAWAY
+      // "too_many_pings", dropping the connection and its calls).
+      {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, Millis(limits.keepalive_time_seconds)},
+      {GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0},
+  };
+}
 
 absl::StatusOr<RpcSecurity> LoadRpcSecurity(const std::string& token_file, const std::string& tls_cert,
                                             const std::string& tls_key, const std::string& tls_ca) {
@@ -99,9 +161,7 @@ absl::StatusOr<RunningServer> StartServer(const std::string& address, const std:
   const int max_bytes = static_cast<int>(std::min<int64_t>(limits.max_message_bytes, INT32_MAX));
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
-  // gRPC sets SO_REUSEPORT by default: a second server on a busy port would silently share
-  // it. A port in use must be an error instead.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (const auto& [name, value] : ServerChannelArguments(limits)) builder.AddChannelArgument(name, value);
   RunningServer out;
   builder.AddListeningPort(address, creds, &out.port);
   for (grpc::Service* s : services) builder.RegisterService(s);
@@ -116,16 +176,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
                                                            const RpcLimits& limits) {
   if (address.empty()) return absl::InvalidArgumentError("empty server address");
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  grpc::ChannelArguments args;
-  const int max_bytes = static_cast<int>(std::min<int64_t>(limits.max_message_bytes, INT32_MAX));
-  args.SetMaxReceiveMessageSize(max_bytes);
-  args.SetMaxSendMessageSize(max_bytes);
-  // A short reconnect backoff: gRPC's default grows to 120 s, so a service restarted after a
-  // minute (a learner resuming from its checkpoint) would stay unreached for two more. One
-  // attempt per second at most is cheap.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  grpc::ChannelArguments args = ClientChannelArguments(limits);
   if (security.tls()) {
     grpc::SslCredentialsOptions opts;
     if (!security.tls_ca.empty()) {

@@ -6,7 +6,10 @@
 //     <token>`, else UNAUTHENTICATED), optional TLS (server certificate + key; clients verify
 //     it against `tls_ca`), and mTLS (a server given `tls_ca` requires and verifies client
 //     certificates; clients present `tls_cert` / `tls_key`).
-//   - RpcLimits: the largest message sent or received, the deadline of unary calls.
+//   - RpcLimits: the largest message sent or received, the deadline of unary calls, and the
+//     keepalive every channel and server uses (HTTP/2 pings, also on idle connections, so
+//     that a peer that stopped answering is noticed in about keepalive time + timeout rather
+//     than the TCP timeout; docs/reliability.md).
 //   - StartServer: binds, registers the services plus the standard grpc.health.v1 service
 //     (unauthenticated, for Kubernetes probes), applies the limits.
 //   - MakeChannel / PrepareContext: the client side of the same settings.
@@ -19,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/channel.h>
@@ -26,9 +30,11 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_context.h>
 #include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proto/swarr/v1/config.pb.h"
 
 namespace swarr {
 
@@ -46,7 +52,26 @@ struct RpcSecurity {
 struct RpcLimits {
   int64_t max_message_bytes = int64_t{64} << 20;
   double deadline_seconds = 30;
+  // A keepalive ping after this long without one (clients and servers both ping).
+  double keepalive_time_seconds = 10;
+  // A ping unanswered this long closes the connection: its calls fail UNAVAILABLE and the
+  // channel reconnects.
+  double keepalive_timeout_seconds = 5;
 };
+
+// The pipeline's `rpc:` settings with the documented defaults for zero fields.
+RpcLimits RpcLimitsFromSettings(const v1::RpcSettings& settings);
+
+// The channel arguments MakeChannel gives a client channel: message limits, a reconnect
+// backoff capped at 1 s, keepalive (time, timeout, pings without calls, no limit on pings
+// without data). No TLS settings.
+grpc::ChannelArguments ClientChannelArguments(const RpcLimits& limits);
+
+// The integer channel arguments StartServer sets on a server besides the message limits:
+// keepalive (the server pings its clients too), pings accepted at any rate with or without
+// calls (GRPC_ARG_HTTP2_MAX_PING_STRIKES 0: a client whose keepalive time is shorter than
+// the server's is never sent away), and no SO_REUSEPORT.
+std::vector<std::pair<std::string, int>> ServerChannelArguments(const RpcLimits& limits);
 
 // Reads the security settings from flag values: `token_file` ("" = the SWARR_TOKEN
 // environment variable, if set) holds the token (surrounding whitespace trimmed). Certificate

@@ -610,6 +610,7 @@ void Coordinator::FinishPipeline() {
     summary["groups_dispatched"] = state_.groups_dispatched;
     summary["groups_reassigned"] = state_.groups_reassigned;
     summary["wall_seconds"] = UnixNow() - state_.started_unix_seconds;
+    if (!state_.error.empty()) summary["error"] = state_.error;  // why the pipeline failed
     result = state_.error.empty() ? absl::OkStatus() : absl::AbortedError(state_.error);
     if (!last.incarnation().empty()) learner_ = last;
   }

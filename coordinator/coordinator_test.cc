@@ -639,6 +639,7 @@ TEST(CoordinatorTest, FailedStageEndsThePipelineWithAnError) {
   const auto summary = nlohmann::json::parse(Slurp(dir + "/summary.json"));
   EXPECT_EQ(summary["stages"][0]["state"], "failed");
   EXPECT_EQ(summary["stages"][1]["state"], "pending");
+  EXPECT_THAT(summary["error"].get<std::string>(), HasSubstr("stage 'pre' failed: the learner reports: loss is NaN"));
   EXPECT_THAT(coord->coordinator().GetStatus().error(), HasSubstr("loss is NaN"));
 }
 

@@ -118,6 +118,32 @@ TEST(TrainCliTest, RlStageAfterSftResumesExactly) {
   EXPECT_THAT(Slurp(dir + "/rl/final/config.json"), HasSubstr("sliding_attention"));
 }
 
+// An rl stage whose rewards never vary made no update with dynamic sampling, so its step
+// never advanced and it ran until max_minutes (forever without one). It now fails after
+// rl.max_uniform_batches batches, naming the reason. The reward here is always 0 on any
+// machine: "lagsum" wants a completion ending "A<answer>", and one token cannot be that.
+// (max_minutes only bounds this test when the bound is broken.)
+TEST(TrainCliTest, RlStageWithAllRewardsZeroFailsInsteadOfRunningOn) {
+  const std::string dir = TempDir();
+  const std::string path = dir + "/rl_zero.yaml";
+  std::ofstream(path) << "name: rl_zero\nseed: 1\nrl:\n  prompts_per_step: 2\n  samples_per_prompt: 4\n"
+                         "  max_new_tokens: 1\n  reward: lagsum\n  dynamic_sampling: true\n  max_uniform_batches: 3\n"
+                         "model:\n  path: " << kSource << "/configs/models/tiny\n"
+                      << "data:\n  format: synthetic\n  synthetic_task: sum_digits\n"
+                         "optimizer:\n  lr: 1.0e-4\nstop:\n  max_steps: 5\n  max_minutes: 0.5\n";
+  std::string err;
+  EXPECT_EQ(RunSwarr("train --config " + path + " --run-dir " + dir + "/rl", &err), 1) << err;
+  EXPECT_THAT(err, HasSubstr("stage rl_zero: all rewards 0 in 3 consecutive batches: the task is too hard for this "
+                             "policy"));
+  const auto m = Metrics(dir + "/rl");
+  ASSERT_EQ(m.size(), 3u);
+  for (const auto& line : m) {
+    EXPECT_EQ(line["updates"], 0);
+    EXPECT_EQ(line["reward_mean"], 0.0);
+    EXPECT_EQ(line["groups_dropped_uniform"], 2);
+  }
+}
+
 TEST(TrainCliTest, BadConfigsAreOneLineErrors) {
   const std::string dir = TempDir();
   std::string err;

@@ -1,5 +1,6 @@
 // The `rl` stage of `swarr train`: generate with the current policy in-process (RlDriver),
 // reward, and update with the RL trainer.
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -14,6 +15,7 @@
 #include "learner/checkpoint.h"
 #include "learner/rl_driver.h"
 #include "learner/rl_trainer.h"
+#include "learner/uniform_batches.h"
 #include "nlohmann/json.hpp"
 #include "proto/swarr/v1/config.pb.h"
 #include "tools/train_common.h"
@@ -58,8 +60,17 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     return prompt;
   };
   const std::string reward_kind = cfg.reward();
-  RewardFn reward = [d, reward_kind](const RlPrompt& prompt, const std::vector<int64_t>& completion) {
-    return ComputeReward(reward_kind, d->Decode(completion), prompt.answer);
+  // The lowest and highest reward of the Step in progress (rewards are computed inside
+  // driver.Step, on this thread), for the uniform-batch bound below.
+  double batch_lo = 0, batch_hi = 0;
+  bool batch_empty = true;
+  RewardFn reward = [d, reward_kind, &batch_lo, &batch_hi, &batch_empty](const RlPrompt& prompt,
+                                                                           const std::vector<int64_t>& completion) {
+    const double r = ComputeReward(reward_kind, d->Decode(completion), prompt.answer);
+    batch_lo = batch_empty ? r : std::min(batch_lo, r);
+    batch_hi = batch_empty ? r : std::max(batch_hi, r);
+    batch_empty = false;
+    return r;
   };
   RlDriver driver(policy.get(), trainer.get(), prompts, reward, dopts);
   if (!resume.empty()) {
@@ -78,6 +89,10 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   Progress progress(stage.name().empty() ? "rl" : stage.name());
   int64_t last_saved = trainer->state().step, tokens_total = 0;
   std::string reason;
+  // With dynamic sampling, a batch whose groups are all uniform makes no update (the step does
+  // not advance): after rl.max_uniform_batches of them in a row the stage fails with the reason
+  // instead of running until max_minutes, or forever (docs/reliability.md).
+  UniformBatches uniform(cfg.max_uniform_batches());
   auto save = [&]() -> absl::Status {
     TrainerState st = trainer->state();
     st.rng_state = driver.RngState();
@@ -97,6 +112,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
       reason = "max_minutes";
     }
     if (!reason.empty()) break;
+    batch_empty = true;
     SWARR_ASSIGN_OR_RETURN(RlStepMetrics m, driver.Step());
     tokens_total += m.tokens;
     for (const std::string& why : m.skip_reasons) std::cerr << "\nswarr: skipped " << why << "\n";
@@ -127,6 +143,17 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     if (stop.target_reward() > 0 && m.reward_mean >= stop.target_reward()) {
       reason = "target_reward";
       break;
+    }
+    if (uniform.Observe(m, batch_lo, batch_hi)) {
+      std::cerr << "\nswarr: every group of a batch was uniform (rewards " << batch_lo << ".." << batch_hi
+                << "): no update (" << uniform.in_a_row() << " of at most " << uniform.max_in_a_row()
+                << " such batches in a row)\n";
+    }
+    if (uniform.exhausted()) {
+      progress.Done();
+      // What was trained so far survives the failure (a rerun resumes from it).
+      if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+      return uniform.Error(stage.name().empty() ? "rl" : stage.name());
     }
   }
   progress.Done();

@@ -679,6 +679,7 @@ void CheckRl(const swarr::v1::RlConfig& rl, Problems* p) {
   }
   p->OneOf("rl.reward", rl.reward(), {"verifier", "exact", "lagsum"});
   p->NonNegative("rl.max_staleness", rl.max_staleness());
+  p->NonNegative("rl.max_uniform_batches", rl.max_uniform_batches());
 }
 
 void CheckEval(const swarr::v1::EvalConfig& eval, Problems* p) {

@@ -407,7 +407,9 @@ TEST(ValidateStageTest, NamesEachProblemWithItsPath) {
   stage.mutable_optimizer()->set_lr(0);
   stage.mutable_model()->mutable_attention()->set_sinks(-1);
   stage.mutable_model()->mutable_attention()->set_layer_windows(1, -512);
+  stage.mutable_rl()->set_max_uniform_batches(-3);
   const std::string message = ValidationError(stage, "stages[1]");
+  EXPECT_THAT(message, HasSubstr("stages[1].rl.max_uniform_batches: must be >= 0, got -3"));
   EXPECT_THAT(message, HasSubstr("stages[1].rl.clip_low: must be in [0, 1), got -0.1"));
   EXPECT_THAT(message, HasSubstr("stages[1].rl.samples_per_prompt: must be >= 1, got 0"));
   EXPECT_THAT(message, HasSubstr("stages[1].optimizer.lr: must be > 0 for train and rl stages, got 0"));

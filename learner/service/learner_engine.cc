@@ -20,6 +20,7 @@
 #include "learner/service/weights_blob.h"
 #include "learner/sft_stage.h"
 #include "learner/stage_common.h"
+#include "learner/uniform_batches.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
 
@@ -541,6 +542,12 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   const Clock::time_point deadline =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(stop.max_minutes() * 60));
   int64_t last_saved = run.resumed ? trainer->state().step : -1;
+  // Batches in a row in which dynamic sampling dropped every group (all rewards of each group
+  // equal). Such a batch makes no update, so the step does not advance: the learner takes the
+  // next batch (the coordinator dispatches more prompts as the buffer empties) up to
+  // rl.max_uniform_batches of them, then the stage fails with the reason.
+  UniformBatches uniform(cfg.max_uniform_batches());
+  metrics_->uniform_batches_in_a_row.Set(0);
   auto save = [&]() -> absl::Status {
     TrainerState st = trainer->state();
     st.extra_json = nlohmann::json({{"version_base", base},
@@ -623,6 +630,11 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
                                  {"completion_ids", t.completion}});
       }
     }
+    double batch_lo = batch.front().reward, batch_hi = batch.front().reward;
+    for (const Trajectory& t : batch) {
+      batch_lo = std::min(batch_lo, t.reward);
+      batch_hi = std::max(batch_hi, t.reward);
+    }
     const int64_t version_before = trainer->policy_version();
     const Clock::time_point t0 = Clock::now();
     absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
@@ -666,6 +678,9 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
                            {"seconds", secs}});
     fields.update(PeakMemoryFields(*policy));
     const std::string line = fields.dump();
+    const bool all_uniform = uniform.Observe(*m, batch_lo, batch_hi);
+    if (all_uniform) metrics_->uniform_batches.Increment();
+    metrics_->uniform_batches_in_a_row.Set(static_cast<double>(uniform.in_a_row()));
     // One line per optimizer step: a Step that applied no update (every group dropped as
     // uniform, or every update skipped) leaves the step count where it was.
     if (m->updates > 0) {
@@ -674,6 +689,11 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
         t["step"] = m->step;
         run.trajectories->Write(t.dump());
       }
+    } else if (all_uniform) {
+      std::cerr << "swarr learner: " << stage.name() << ": every group of a batch was uniform ("
+                << m->groups_dropped_uniform << " groups, rewards " << batch_lo << ".." << batch_hi
+                << "): dropped, no update (" << uniform.in_a_row() << " of at most " << uniform.max_in_a_row()
+                << " such batches in a row)\n";
     } else {
       std::cerr << "swarr learner: " << stage.name() << ": a batch of " << ids.size()
                 << " trajectories gave no update (" << m->groups_dropped_uniform << " uniform groups, "
@@ -704,6 +724,11 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     if (stop.target_reward() > 0 && m->reward_mean >= stop.target_reward()) {
       reason = "target_reward";
       break;
+    }
+    if (uniform.exhausted()) {
+      // What was trained so far survives the failure (a rerun resumes from it).
+      if (trainer->state().step > 0 && last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+      return uniform.Error(stage.name());
     }
   }
   if (interrupted) {

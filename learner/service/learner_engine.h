@@ -11,7 +11,11 @@
 //   rl     pushed trajectories are buffered per group; every `prompts_per_step` resolved groups
 //          (in the order they resolved) one RlTrainer::Step runs on the stage thread and, if it
 //          changed the weights, a new version is published. One line per Step in
-//          RUN_DIR/stages/<stage>/metrics.jsonl (the keys `swarr train` writes).
+//          RUN_DIR/stages/<stage>/metrics.jsonl (the keys `swarr train` writes). With
+//          dynamic sampling a batch whose groups are all uniform (all rewards of each group
+//          equal) makes no update and the next batch is taken; after rl.max_uniform_batches
+//          such batches in a row the stage FAILS, its error naming the reason (all rewards 0:
+//          too hard; all 1: solved) and the count.
 //   eval   the model the eval runs is published at once; the stage is DONE.
 // A stage that reached its stop rule writes its final checkpoint, RUN_DIR/learner/<stage>/final
 // (with the source's tokenizer files) and RUN_DIR/learner/<stage>/done.json; StartStage of a

@@ -41,6 +41,12 @@ LearnerMetrics::LearnerMetrics(prometheus::Registry& r)
                     .Help("Versions a pushed trajectory's policy_version is behind the learner's at arrival")
                     .Register(r)
                     .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 16, 32})),
-      weights_served_bytes(C(r, "swarr_learner_weights_served_bytes_total", "Weight bytes streamed by GetWeights")) {}
+      weights_served_bytes(C(r, "swarr_learner_weights_served_bytes_total", "Weight bytes streamed by GetWeights")),
+      uniform_batches(C(r, "swarr_learner_uniform_batches_total",
+                        "rl batches in which dynamic sampling dropped every group (all rewards of each group "
+                        "equal): no update was made")),
+      uniform_batches_in_a_row(G(r, "swarr_learner_uniform_batches_consecutive",
+                                 "rl batches in a row with every group dropped as uniform (the stage fails at "
+                                 "rl.max_uniform_batches)")) {}
 
 }  // namespace swarr

@@ -27,6 +27,11 @@ struct LearnerMetrics {
   prometheus::Counter& trained;           // swarr_learner_trajectories_trained_total
   prometheus::Histogram& staleness;       // swarr_learner_trajectory_staleness: versions behind at arrival
   prometheus::Counter& weights_served_bytes;  // swarr_learner_weights_served_bytes_total
+  // rl with dynamic sampling: batches in which every group was dropped as uniform (all rewards
+  // of each group equal), so no update was made; and how many such batches came in a row
+  // (the stage fails at rl.max_uniform_batches; reset by a batch with a group to train on).
+  prometheus::Counter& uniform_batches;          // swarr_learner_uniform_batches_total
+  prometheus::Gauge& uniform_batches_in_a_row;   // swarr_learner_uniform_batches_consecutive
 };
 
 }  // namespace swarr

@@ -41,11 +41,12 @@ v1::PipelineConfig Pipeline(const std::string& yaml) {
   return p;
 }
 
-// One rl stage on the tiny model: groups of 4, two groups per step.
-std::string RlStage(int max_steps, int max_staleness = 0, int every_steps = 1) {
+// One rl stage on the tiny model: groups of 4, two groups per step. `extra_rl`: more rl
+// fields ("key: value, ...").
+std::string RlStage(int max_steps, int max_staleness = 0, int every_steps = 1, const std::string& extra_rl = "") {
   return "  - name: rl\n    seed: 5\n"
          "    rl: {prompts_per_step: 2, samples_per_prompt: 4, max_new_tokens: 8, reward: exact,\n"
-         "         max_staleness: " + std::to_string(max_staleness) + "}\n"
+         "         max_staleness: " + std::to_string(max_staleness) + (extra_rl.empty() ? "" : ", " + extra_rl) + "}\n"
          "    model: {path: " + kTinyModel + ", attention: {window: 4}}\n"
          "    data: {format: synthetic, synthetic_task: sum_digits}\n"
          "    optimizer: {lr: 0.01}\n"
@@ -577,6 +578,125 @@ TEST(LearnerServiceTest, AStageWhoseModelIsMissingFailsWithoutTakingTheServerDow
   EXPECT_EQ(learner.Push(g, &r).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(learner.Status().state(), v1::LearnerStatus::FAILED);
   EXPECT_EQ(learner.Weights(0, "", true).status().code(), absl::StatusCode::kNotFound);
+}
+
+
+// Group() with every reward `reward`: a uniform group, which dynamic sampling drops.
+std::vector<v1::Trajectory> UniformGroup(const std::string& group, int64_t version, const std::string& inc,
+                                         double reward) {
+  std::vector<v1::Trajectory> g = Group(group, version, inc);
+  for (auto& t : g) t.set_reward(reward);
+  return g;
+}
+
+// An rl stage whose reward never varies inside a group (all 0: too hard) made no update and
+// waited forever for one (no max_minutes): now it fails after rl.max_uniform_batches such
+// batches in a row, naming the stage, the count and the reason.
+TEST(LearnerServiceTest, EveryGroupUniformFailsTheStageAfterTheBoundInsteadOfStalling) {
+  const std::string dir = TempDir();
+  Learner learner(dir);
+  const v1::PipelineConfig p = Pipeline(
+      "name: p\nstages:\n" +
+      RlStage(/*max_steps=*/5, 0, 1, "dynamic_sampling: true, max_uniform_batches: 3"));
+  v1::LearnerStatus s;
+  ASSERT_TRUE(learner.StartStage(0, p, &s).ok());
+  ASSERT_EQ(s.state(), v1::LearnerStatus::RUNNING) << s.error();
+  const std::string inc = learner.inc();
+  // Two batches of all-zero groups: dropped, no update, the stage keeps collecting.
+  for (int g = 0; g < 4; ++g) {
+    EXPECT_EQ(learner.PushOk(UniformGroup("rl/z-" + std::to_string(g), 0, inc, 0.0)), "AAAA");
+  }
+  ASSERT_TRUE(learner.engine().WaitForStatusForTest(
+      [](const v1::LearnerStatus& s) { return s.trajectories_trained() == 16 && s.buffered_groups() == 0; }, 20));
+  s = learner.Status();
+  EXPECT_EQ(s.state(), v1::LearnerStatus::RUNNING) << s.error();
+  EXPECT_EQ(s.step(), 0);
+  EXPECT_EQ(Latest(s), 0);
+  EXPECT_THAT(learner.MetricsText(), HasSubstr("swarr_learner_uniform_batches_consecutive 2"));
+  // The third one reaches the bound.
+  for (int g = 4; g < 6; ++g) {
+    EXPECT_EQ(learner.PushOk(UniformGroup("rl/z-" + std::to_string(g), 0, inc, 0.0)), "AAAA");
+  }
+  ASSERT_TRUE(learner.engine().WaitForStatusForTest(
+      [](const v1::LearnerStatus& s) { return s.state() != v1::LearnerStatus::RUNNING; }, 20))
+      << "the stage is still waiting for an update";
+  s = learner.Status();
+  ASSERT_EQ(s.state(), v1::LearnerStatus::FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("stage rl: all rewards 0 in 3 consecutive batches: the task is too hard"));
+  EXPECT_THAT(s.error(), HasSubstr("rl.max_uniform_batches: 3"));
+  EXPECT_EQ(s.step(), 0);
+  EXPECT_EQ(Latest(s), 0);
+  EXPECT_EQ(s.trajectories_trained(), 24);  // consumed, once
+  const std::string text = learner.MetricsText();
+  EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_total 3"));
+  EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_consecutive 3"));
+  EXPECT_TRUE(JsonLines(dir + "/stages/rl/metrics.jsonl").empty());  // no optimizer step
+  v1::PushTrajectoriesResponse r;
+  EXPECT_EQ(learner.Push(UniformGroup("rl/z-9", 0, inc, 0.0), &r).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // All solved says so (here at the first batch: max_uniform_batches 1).
+  const std::string dir2 = TempDir();
+  Learner solved(dir2);
+  ASSERT_TRUE(solved
+                  .StartStage(0,
+                              Pipeline("name: p\nstages:\n" +
+                                       RlStage(5, 0, 1, "dynamic_sampling: true, max_uniform_batches: 1")),
+                              &s)
+                  .ok());
+  EXPECT_EQ(solved.PushOk(UniformGroup("rl/s-0", 0, solved.inc(), 1.0)), "AAAA");
+  EXPECT_EQ(solved.PushOk(UniformGroup("rl/s-1", 0, solved.inc(), 1.0)), "AAAA");
+  ASSERT_TRUE(solved.engine().WaitForStatusForTest(
+      [](const v1::LearnerStatus& s) { return s.state() != v1::LearnerStatus::RUNNING; }, 20));
+  s = solved.Status();
+  ASSERT_EQ(s.state(), v1::LearnerStatus::FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("stage rl: all rewards 1 (all solved) in 1 batch: the policy already solves the task"));
+}
+
+// Dynamic sampling still trains on what is left of a partly uniform batch, and a batch with a
+// group to train on resets the count of uniform batches in a row.
+TEST(LearnerServiceTest, PartlyUniformBatchesTrainAndResetTheUniformCount) {
+  const std::string dir = TempDir();
+  Learner learner(dir);
+  const v1::PipelineConfig p = Pipeline(
+      "name: p\nstages:\n" +
+      RlStage(/*max_steps=*/2, 0, 1, "dynamic_sampling: true, max_uniform_batches: 2"));
+  v1::LearnerStatus s;
+  ASSERT_TRUE(learner.StartStage(0, p, &s).ok());
+  const std::string inc = learner.inc();
+  // Batch 1: both groups uniform (no update, 1 in a row). Batch 2: one solved group and one
+  // mixed: trains on the mixed one.
+  EXPECT_EQ(learner.PushOk(UniformGroup("rl/b-0", 0, inc, 0.0)), "AAAA");
+  EXPECT_EQ(learner.PushOk(UniformGroup("rl/b-1", 0, inc, 1.0)), "AAAA");
+  EXPECT_EQ(learner.PushOk(UniformGroup("rl/b-2", 0, inc, 1.0)), "AAAA");
+  EXPECT_EQ(learner.PushOk(Group("rl/b-3", 0, inc)), "AAAA");
+  ASSERT_TRUE(learner.WaitFor([](const v1::LearnerStatus& s) {
+    return Latest(s) == 1 || s.state() != v1::LearnerStatus::RUNNING;
+  }));
+  s = learner.Status();
+  ASSERT_EQ(s.state(), v1::LearnerStatus::RUNNING) << s.error();
+  EXPECT_EQ(s.step(), 1);
+  auto lines = JsonLines(dir + "/stages/rl/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["groups_used"], 1);
+  EXPECT_EQ(lines[0]["groups_dropped_uniform"], 1);
+  EXPECT_THAT(learner.MetricsText(), HasSubstr("swarr_learner_uniform_batches_consecutive 0"));
+  // Batch 3: uniform again — 1 in a row, not 2: the stage goes on. Batch 4 trains: max_steps.
+  EXPECT_EQ(learner.PushOk(UniformGroup("rl/b-4", 1, inc, 0.0)), "AAAA");
+  EXPECT_EQ(learner.PushOk(UniformGroup("rl/b-5", 1, inc, 0.0)), "AAAA");
+  EXPECT_EQ(learner.PushOk(Group("rl/b-6", 1, inc)), "AAAA");
+  EXPECT_EQ(learner.PushOk(Group("rl/b-7", 1, inc)), "AAAA");
+  ASSERT_TRUE(learner.WaitFor([](const v1::LearnerStatus& s) { return s.state() != v1::LearnerStatus::RUNNING; }));
+  s = learner.Status();
+  ASSERT_EQ(s.state(), v1::LearnerStatus::DONE) << s.error();
+  EXPECT_EQ(s.step(), 2);
+  EXPECT_EQ(s.stop_reason(), "max_steps");
+  EXPECT_EQ(s.trajectories_trained(), 32);
+  lines = JsonLines(dir + "/stages/rl/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["groups_used"], 2);
+  const std::string text = learner.MetricsText();
+  EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_total 2"));
+  EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_consecutive 0"));
 }
 
 }  // namespace

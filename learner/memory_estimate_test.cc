@@ -84,6 +84,10 @@ TEST(MemoryEstimateTest, ScoringFollowsTheDevice) {
   EXPECT_TRUE(gpu.packed);
   EXPECT_EQ(gpu.chunk_tokens, 2048);
   EXPECT_FALSE(gpu.checkpoint_layers);
+  stage.mutable_model()->set_dtype("float32");  // no FlashAttention: auto packing stays off
+  EXPECT_FALSE(ScoringFromStage(stage).packed);
+  stage.mutable_model()->set_dtype("bfloat16");
+  EXPECT_TRUE(ScoringFromStage(stage).packed);
   stage.mutable_memory()->set_packing("off");
   stage.mutable_memory()->set_logprob_chunk_tokens(512);
   stage.mutable_memory()->set_activation_checkpointing(true);

@@ -181,7 +181,11 @@ ScoringOptions ScoringFromStage(const v1::Stage& stage) {
   ScoringOptions s;
   const bool cuda = stage.model().device().rfind("cuda", 0) == 0;
   const std::string& packing = mem.packing();
-  s.packed = packing == "on" || ((packing.empty() || packing == "auto") && cuda);
+  // Auto: where FlashAttention-2 takes the packed batch (CUDA, bf16/fp16; "" is bf16 on CUDA).
+  // Elsewhere packing would run the band path one sequence at a time, slower than padded.
+  const std::string& dtype = stage.model().dtype();
+  const bool half = dtype.empty() || dtype == "bfloat16" || dtype == "float16";
+  s.packed = packing == "on" || ((packing.empty() || packing == "auto") && cuda && half);
   s.chunk_tokens = mem.logprob_chunk_tokens() > 0 ? mem.logprob_chunk_tokens() : (cuda ? 2048 : 0);
   s.checkpoint_layers = mem.activation_checkpointing();
   s.checkpoint_layer_count = mem.checkpoint_layers();

@@ -245,6 +245,15 @@ absl::Status CheckStageFitsMemory(const v1::Stage& stage, const Model& model, in
       "memory.micro_batch_tokens), turn on memory.activation_checkpointing or use a smaller memory.logprob_chunk_tokens"));
 }
 
+int64_t RlMicroBatchTokens(const v1::Stage& stage) {
+  const v1::RlConfig& rl = stage.rl();
+  const int64_t minibatch_tokens = std::max<int64_t>(1, rl.prompts_per_step()) *
+                                   std::max<int64_t>(1, rl.samples_per_prompt()) *
+                                   std::max<int64_t>(1, rl.max_new_tokens()) / std::max<int64_t>(1, rl.minibatches());
+  const int64_t micro = stage.memory().micro_batch_tokens();
+  return micro > 0 ? std::min(micro, minibatch_tokens) : minibatch_tokens;
+}
+
 nlohmann::json PeakMemoryFields(const Model& model) {
   nlohmann::json j = nlohmann::json::object();
   if (!model.device().is_cuda()) return j;

@@ -62,6 +62,9 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& config, int64_t num_par
 // (stage.memory.max_gib, else the device's memory) when the estimate exceeds it; OK on the
 // CPU. Called before the first step so that a config that cannot fit fails at once.
 absl::Status CheckStageFitsMemory(const v1::Stage& stage, const Model& model, int64_t micro_tokens);
+// Tokens an RL update holds at once, for CheckStageFitsMemory: memory.micro_batch_tokens, else a
+// whole minibatch of completions (prompt tokens not counted: a lower bound).
+int64_t RlMicroBatchTokens(const v1::Stage& stage);
 // JSON fields for a step's metrics.jsonl line: {"peak_gpu_gib": ...} since the last call
 // (then resets the peak); empty for a CPU model.
 nlohmann::json PeakMemoryFields(const Model& model);

@@ -31,6 +31,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   }
   SWARR_ASSIGN_OR_RETURN(std::unique_ptr<PromptSet> data, PromptSet::Open(stage.data(), stage.model().path()));
 
+  SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *policy, RlMicroBatchTokens(stage)));
   const RlOptions opts = RlOptionsFromStage(stage);
   SWARR_ASSIGN_OR_RETURN(auto trainer, RlTrainer::Create(policy.get(), reference.get(), opts));
   if (!resume.empty()) {
@@ -117,24 +118,25 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     tokens_total += m.tokens;
     for (const std::string& why : m.skip_reasons) std::cerr << "\nswarr: skipped " << why << "\n";
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    log->Write(nlohmann::json({{"step", m.step},
-                               {"policy_version", m.policy_version},
-                               {"loss", m.loss},
-                               {"lr", m.lr},
-                               {"tokens", m.tokens},
-                               {"reward_mean", m.reward_mean},
-                               {"reward_std", m.reward_std},
-                               {"kl", m.kl},
-                               {"clip_frac", m.clip_frac},
-                               {"entropy", m.entropy},
-                               {"grad_norm", m.grad_norm},
-                               {"importance_weight_mean", m.importance_weight_mean},
-                               {"updates", m.updates},
-                               {"groups_used", m.groups_used},
-                               {"groups_dropped_uniform", m.groups_dropped_uniform},
-                               {"trajectories_invalid", m.trajectories_invalid},
-                               {"seconds", secs}})
-                   .dump());
+    nlohmann::json fields({{"step", m.step},
+                           {"policy_version", m.policy_version},
+                           {"loss", m.loss},
+                           {"lr", m.lr},
+                           {"tokens", m.tokens},
+                           {"reward_mean", m.reward_mean},
+                           {"reward_std", m.reward_std},
+                           {"kl", m.kl},
+                           {"clip_frac", m.clip_frac},
+                           {"entropy", m.entropy},
+                           {"grad_norm", m.grad_norm},
+                           {"importance_weight_mean", m.importance_weight_mean},
+                           {"updates", m.updates},
+                           {"groups_used", m.groups_used},
+                           {"groups_dropped_uniform", m.groups_dropped_uniform},
+                           {"trajectories_invalid", m.trajectories_invalid},
+                           {"seconds", secs}});
+    fields.update(PeakMemoryFields(*policy));
+    log->Write(fields.dump());
     progress.Update(absl::StrCat("step ", m.step, "  reward ", absl::StrFormat("%.3f", m.reward_mean), "  kl ",
                                  absl::StrFormat("%.4f", m.kl), "  clip ", absl::StrFormat("%.3f", m.clip_frac)));
     if (stage.checkpoint().every_steps() > 0 && m.step % stage.checkpoint().every_steps() == 0 && m.updates > 0) {

@@ -460,18 +460,7 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
   if (stage.rl().kl_coef() > 0) {
     SWARR_ASSIGN_OR_RETURN(run->reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
-  {
-    // The micro-batch the update holds at once: memory.micro_batch_tokens, else a whole
-    // minibatch of completions (prompt tokens not counted: a lower bound).
-    const v1::RlConfig& rl = stage.rl();
-    const int64_t minibatch_tokens = std::max<int64_t>(1, rl.prompts_per_step()) *
-                                     std::max<int64_t>(1, rl.samples_per_prompt()) * rl.max_new_tokens() /
-                                     std::max<int64_t>(1, rl.minibatches());
-    const int64_t micro = stage.memory().micro_batch_tokens() > 0
-                              ? std::min(stage.memory().micro_batch_tokens(), minibatch_tokens)
-                              : minibatch_tokens;
-    SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *run->policy, micro));
-  }
+  SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *run->policy, RlMicroBatchTokens(stage)));
   SWARR_ASSIGN_OR_RETURN(run->trainer,
                          RlTrainer::Create(run->policy.get(), run->reference.get(), RlOptionsFromStage(stage)));
   RlTrainer& trainer = *run->trainer;

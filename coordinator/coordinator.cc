@@ -715,7 +715,7 @@ void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
     sp->set_greedy(e.greedy());
     sp->set_temperature(e.has_temperature() ? e.temperature() : 1.0);
     const std::string id = g.group.group_id();
-    if (groups_.count(id) > 0 || finished_ids_.count(id) > 0) continue;
+    if (groups_.count(id) > 0 || finished_ids_.Contains(id)) continue;
     groups_[id] = std::move(g);
     pending_.push_back(id);
     ++created;
@@ -824,7 +824,7 @@ void Coordinator::RequeueFrontLocked(const std::vector<std::string>& ids, const 
 }
 
 bool Coordinator::FinishGroupLocked(const std::string& group_id, Worker* reporter) {
-  if (finished_ids_.count(group_id) > 0) return false;
+  if (finished_ids_.Contains(group_id)) return false;
   auto it = groups_.find(group_id);
   if (it == groups_.end()) {
     // A group of an earlier incarnation of this coordinator (a worker re-registered after a
@@ -843,7 +843,7 @@ bool Coordinator::FinishGroupLocked(const std::string& group_id, Worker* reporte
     if (p != pending_.end()) pending_.erase(p);
     groups_.erase(it);
   }
-  finished_ids_.insert(group_id);
+  finished_ids_.Insert(group_id);
   ++state_.groups_finished;
   metrics_->groups_finished.Increment();
   if (reporter != nullptr) ++reporter->finished_groups;
@@ -1161,7 +1161,7 @@ absl::Status Coordinator::ReportEval(const v1::ReportEvalRequest& req) {
   if (!options_.pipeline.stages(stage).has_eval()) {
     return absl::InvalidArgumentError(absl::StrCat("group_id: '", id, "' is not an eval group"));
   }
-  if (parts.incarnation == incarnation_ && groups_.count(id) == 0 && finished_ids_.count(id) == 0) {
+  if (parts.incarnation == incarnation_ && groups_.count(id) == 0 && !finished_ids_.Contains(id)) {
     return absl::InvalidArgumentError(unknown);
   }
   if (stage < state_.stage_index) return absl::OkStatus();  // a finished eval stage: already counted

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "common/math/prompt_set.h"
 #include "common/rpc/service_options.h"
+#include "common/util/sequence_id_set.h"
 #include "coordinator/assignment_stream.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/learner_client.h"
@@ -219,7 +220,7 @@ class Coordinator {
   // Unfinished groups by id (the current stage's, and earlier stages' still on a worker).
   std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> pending_ ABSL_GUARDED_BY(mu_);
-  std::unordered_set<std::string> finished_ids_ ABSL_GUARDED_BY(mu_);
+  SequenceIdSet finished_ids_ ABSL_GUARDED_BY(mu_);  // bounded: runs of n as intervals
   // Bumped for every current-stage group reported finished (the rl in-flight bound).
   int64_t finish_counter_ ABSL_GUARDED_BY(mu_) = 0;
 

@@ -811,10 +811,10 @@ absl::Status LearnerEngine::RestorePendingLocked(const StageContext& ctx, int64_
       }
     }
     if (trained) continue;  // trained after that checkpoint by an earlier learner
-    for (const Trajectory& t : group.accepted) known_ids_.insert(t.id);
-    for (const std::string& id : group.dropped) known_ids_.insert(id);
-    restored += static_cast<int64_t>(group.accepted.size());
     const std::string id = g["group_id"].get<std::string>();
+    for (const Trajectory& t : group.accepted) known_ids_.Insert(t.id, id, group.size);
+    for (const std::string& d : group.dropped) known_ids_.Insert(d, id, group.size);
+    restored += static_cast<int64_t>(group.accepted.size());
     if (g.value("complete", false)) {
       resolved_.emplace_back(id, std::move(group));
     } else {
@@ -879,7 +879,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
   absl::flat_hash_map<std::string, int32_t> sizes;  // group sizes met in this request
   for (int i = 0; i < n; ++i) {
     const v1::Trajectory& t = request.trajectories(i);
-    if (!seen.insert(t.id()).second || known_ids_.contains(t.id()) || trained_log_->Contains(t.id())) {
+    if (!seen.insert(t.id()).second || known_ids_.Contains(t.id()) || trained_log_->Contains(t.id())) {
       actions[i] = kDuplicate;
       continue;
     }
@@ -936,7 +936,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
         continue;
       case kOver:
         ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
-        known_ids_.insert(t.id());
+        known_ids_.Insert(t.id(), t.group_id(), t.group_size());
         ++stale;
         continue;
       case kAccept:
@@ -944,7 +944,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
         break;
     }
     metrics_->staleness.Observe(static_cast<double>(latest_ - t.policy_version()));
-    known_ids_.insert(t.id());
+    known_ids_.Insert(t.id(), t.group_id(), t.group_size());
     auto [it, fresh] = partial_.try_emplace(t.group_id());
     Group& g = it->second;
     if (fresh) g.size = t.group_size();
@@ -1043,6 +1043,11 @@ v1::LearnerStatus LearnerEngine::StatusLocked() const {
   s.set_final_model_dir(final_model_dir_);
   s.set_stop_reason(stop_reason_);
   return s;
+}
+
+int64_t LearnerEngine::KnownIdsRetainedForTest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return known_ids_.retained();
 }
 
 void LearnerEngine::SetBeforeRlStepHookForTest(std::function<void()> hook) {

@@ -48,6 +48,7 @@
 #include "absl/status/statusor.h"
 #include "common/rpc/weights_wire.h"
 #include "learner/rl_trainer.h"
+#include "learner/service/known_ids.h"
 #include "learner/service/learner_metrics.h"
 #include "learner/service/run_state.h"
 #include "learner/service/trajectory_checks.h"
@@ -117,6 +118,9 @@ class LearnerEngine {
   // Blocks until `done(GetStatus())` holds (re-checked on every change of the learner's
   // state) or `timeout_seconds` pass; returns whether it held.
   bool WaitForStatusForTest(const std::function<bool(const v1::LearnerStatus&)>& done, double timeout_seconds);
+
+  // Entries the dedup set of taken trajectory ids holds (KnownTrajectoryIds::retained).
+  int64_t KnownIdsRetainedForTest() const;
 
  private:
   struct StageContext;
@@ -205,7 +209,7 @@ class LearnerEngine {
   // max_staleness 0 nothing is dispatched for a version about to be replaced).
   int64_t training_groups_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void()> before_rl_step_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here
+  KnownTrajectoryIds known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here (bounded)
 
   LearnerRunState counters_ ABSL_GUARDED_BY(mu_);  // received / duplicate / dropped_stale
 };

@@ -1,6 +1,7 @@
 // The learner service over real gRPC on 127.0.0.1 with the tiny model (configs/models/tiny).
 #include "learner/service/learner_service.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "common/config/config_loader.h"
 #include "common/rpc/service_options.h"
 #include "common/rpc/weights_wire.h"
@@ -697,6 +699,62 @@ TEST(LearnerServiceTest, PartlyUniformBatchesTrainAndResetTheUniformCount) {
   const std::string text = learner.MetricsText();
   EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_total 2"));
   EXPECT_THAT(text, HasSubstr("swarr_learner_uniform_batches_consecutive 0"));
+}
+
+// Issue 16, bounded memory: the learner's set of taken trajectory ids keeps complete groups as
+// intervals of the coordinator's group numbers, so it stays small over many groups, and a
+// trajectory of any earlier group is still refused as a duplicate.
+TEST(LearnerServiceTest, TakenIdsStayBoundedOverManyGroupsAndOldDuplicatesAreStillRefused) {
+  const std::string dir = TempDir();
+  Learner learner(dir);
+  const v1::PipelineConfig p = Pipeline(
+      "name: p\nstages:\n" +
+      RlStage(/*max_steps=*/5, 0, 1, "dynamic_sampling: true, max_uniform_batches: 1000000"));
+  v1::LearnerStatus s;
+  ASSERT_TRUE(learner.StartStage(0, p, &s).ok());
+  ASSERT_EQ(s.state(), v1::LearnerStatus::RUNNING) << s.error();
+  const std::string inc = learner.inc();
+  auto name = [](int g) { return absl::StrFormat("rl/c0ffee-%06d", g); };
+  // Uniform groups: taken and dropped by dynamic sampling, no optimizer step (fast).
+  const int kGroups = 400;
+  int64_t most = 0;
+  for (int g = 0; g < kGroups; ++g) {
+    // Two members of a group, then the other two (groups arrive in parts).
+    std::vector<v1::Trajectory> all = UniformGroup(name(g), 0, inc, 0.0);
+    ASSERT_EQ(learner.PushOk({all[0], all[2]}), "AA");
+    ASSERT_EQ(learner.PushOk({all[1], all[3]}), "AA");
+    most = std::max(most, learner.engine().KnownIdsRetainedForTest());
+  }
+  EXPECT_LE(most, 2);
+  EXPECT_EQ(learner.engine().KnownIdsRetainedForTest(), 1);
+  // Old duplicates, long after their group was compacted: refused, not taken again.
+  EXPECT_EQ(learner.PushOk(UniformGroup(name(0), 0, inc, 0.0)), "DDDD");
+  EXPECT_EQ(learner.PushOk(UniformGroup(name(kGroups / 2), 0, inc, 0.0)), "DDDD");
+  EXPECT_EQ(learner.PushOk(UniformGroup(name(kGroups), 0, inc, 0.0)), "AAAA");  // new groups
+  EXPECT_EQ(learner.PushOk(UniformGroup(name(kGroups + 1), 0, inc, 0.0)), "AAAA");  // (a batch is 2)
+  ASSERT_TRUE(learner.WaitFor([&](const v1::LearnerStatus& s) {
+    return s.trajectories_trained() == 4 * (kGroups + 2) || s.state() != v1::LearnerStatus::RUNNING;
+  }));
+  s = learner.Status();
+  EXPECT_EQ(s.state(), v1::LearnerStatus::RUNNING) << s.error();
+  EXPECT_EQ(s.trajectories_trained(), 4 * (kGroups + 2));
+  EXPECT_EQ(s.trajectory_ids_trained_twice(), 0);
+
+  // Trajectories that are taken but never trained (acknowledged as stale once the stage is
+  // over) are known only to this set, not to trained_ids.log: their duplicates too are refused.
+  const std::string dir2 = TempDir();
+  Learner over(dir2);
+  ASSERT_TRUE(over.StartStage(0, Pipeline("name: p\nstages:\n" + RlStage(/*max_steps=*/1)), &s).ok());
+  EXPECT_EQ(over.PushOk(Group("rl/c0ffee-000000", 0, over.inc())), "AAAA");
+  EXPECT_EQ(over.PushOk(Group("rl/c0ffee-000001", 0, over.inc())), "AAAA");
+  ASSERT_TRUE(over.WaitFor([](const v1::LearnerStatus& s) { return s.state() != v1::LearnerStatus::RUNNING; }));
+  ASSERT_EQ(over.Status().state(), v1::LearnerStatus::DONE);
+  for (int g = 2; g < kGroups; ++g) ASSERT_EQ(over.PushOk(Group(name(g), 0, over.inc())), "SSSS");
+  EXPECT_LE(over.engine().KnownIdsRetainedForTest(), 2);
+  EXPECT_EQ(over.PushOk(Group(name(2), 0, over.inc())), "DDDD");
+  EXPECT_EQ(over.PushOk(Group(name(kGroups / 2), 0, over.inc())), "DDDD");
+  EXPECT_EQ(over.PushOk(Group(name(kGroups), 0, over.inc())), "SSSS");
+  EXPECT_EQ(over.Status().trajectories_duplicate(), 8);
 }
 
 }  // namespace

@@ -57,17 +57,7 @@ TEST(MemoryEstimateTest, CpuStagesAreNeverRefused) {
   stage.set_name("s");
   stage.mutable_model()->set_device("cpu");
   stage.mutable_memory()->set_max_gib(0.001);
-  ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.layer_windows = {0};
-  auto model = Model::RandomInit(c, 1);
+  auto model = Model::RandomInit(TinyConfig({0}, 0, /*vocab=*/32), 1);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_TRUE(CheckStageFitsMemory(stage, **model, 1 << 20).ok());
   EXPECT_TRUE(PeakMemoryFields(**model).empty());
@@ -101,19 +91,9 @@ TEST(MemoryEstimateTest, ScoringFollowsTheDevice) {
 // start with the estimate in the message; the same stage within its limit passes.
 TEST(MemoryEstimateTest, GpuStageOverItsLimitIsRefusedWithTheEstimate) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  ModelConfig c;
-  c.model_type = "qwen2";
-  c.vocab_size = 1000;
-  c.hidden_size = 64;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.layer_windows = {0, 0};
   ModelOptions mo;
   mo.device = "cuda";
-  auto model = Model::RandomInit(c, 1, mo);
+  auto model = Model::RandomInit(TinyConfig({0, 0}, 0, /*vocab=*/1000), 1, mo);
   ASSERT_TRUE(model.ok()) << model.status();
   v1::Stage stage;
   stage.set_name("big");

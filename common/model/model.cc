@@ -481,12 +481,24 @@ at::Tensor Model::DecoderLayer(int layer, const at::Tensor& x_in, const Rope& ro
 }
 
 at::Tensor Model::Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
-                       const std::vector<int>* seqs, const Packing* packing) const {
+                       const std::vector<int>* seqs, std::shared_ptr<const Packing> packing,
+                       int64_t checkpointed) const {
   at::Tensor x = at::embedding(embed_, ids);
   Rope rope = MakeRope(positions);
-  rope.packing = packing;
+  rope.packing = packing.get();
+  if (!at::GradMode::is_enabled()) checkpointed = 0;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    x = DecoderLayer(static_cast<int>(i), x, rope, impl, cache, seqs);
+    const int layer = static_cast<int>(i);
+    if (i >= checkpointed) {
+      x = DecoderLayer(layer, x, rope, impl, cache, seqs);
+      continue;
+    }
+    // Recomputed in the backward pass: the closure keeps the packing alive until then.
+    auto fn = c10::make_intrusive<CheckpointFn>();
+    fn->fn = [this, layer, rope, impl, packing](const at::Tensor& in) {
+      return DecoderLayer(layer, in, rope, impl, nullptr, nullptr);
+    };
+    x = Checkpointed::apply(x, fn);
   }
   return RmsNorm(x, final_norm_, config_.rms_norm_eps);
 }
@@ -517,28 +529,10 @@ at::Tensor Model::PackedHidden(const at::Tensor& ids, const std::vector<int64_t>
   pk->cu_seqlens = at::tensor(cu, at::kInt).to(device_);
   at::Tensor dev_ids = ids.to(device_).unsqueeze(0);
   at::Tensor positions = at::tensor(pos, at::kLong).to(device_).unsqueeze(0);
-  if (!options.checkpoint_layers || !at::GradMode::is_enabled()) {
-    return Body(dev_ids, positions, AttentionImpl::kBand, nullptr, nullptr, pk.get()).squeeze(0);
-  }
-  // Checkpointed: the same layers, each wrapped so that its activations are recomputed.
-  at::Tensor x = at::embedding(embed_, dev_ids);
-  Rope rope = MakeRope(positions);
-  rope.packing = pk.get();
-  const int64_t recomputed =
-      options.checkpoint_layer_count > 0 ? options.checkpoint_layer_count : config_.num_hidden_layers;
-  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    const int layer = static_cast<int>(i);
-    if (i >= recomputed) {
-      x = DecoderLayer(layer, x, rope, AttentionImpl::kBand, nullptr, nullptr);
-      continue;
-    }
-    auto fn = c10::make_intrusive<CheckpointFn>();
-    fn->fn = [this, layer, rope, pk](const at::Tensor& in) {
-      return DecoderLayer(layer, in, rope, AttentionImpl::kBand, nullptr, nullptr);
-    };
-    x = Checkpointed::apply(x, fn);
-  }
-  return RmsNorm(x, final_norm_, config_.rms_norm_eps).squeeze(0);
+  const int64_t checkpointed = !options.checkpoint_layers ? 0
+                               : options.checkpoint_layer_count > 0 ? options.checkpoint_layer_count
+                                                                    : config_.num_hidden_layers;
+  return Body(dev_ids, positions, AttentionImpl::kBand, nullptr, nullptr, std::move(pk), checkpointed).squeeze(0);
 }
 
 at::Tensor Model::Hidden(const at::Tensor& ids, AttentionImpl impl) const {

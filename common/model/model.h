@@ -161,8 +161,11 @@ class Model {
   // [B, T, hidden] -> [B, T, hidden] through one layer's attention.
   at::Tensor Attention(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,
                        const std::vector<int>* seqs) const;
+  // The decoder stack. `packing`: sequences end to end (PackedHidden). The first `checkpointed`
+  // layers are recomputed in the backward pass (activation checkpointing; only with grad on).
   at::Tensor Body(const at::Tensor& ids, const at::Tensor& positions, AttentionImpl impl, KvCache* cache,
-                  const std::vector<int>* seqs, const Packing* packing = nullptr) const;
+                  const std::vector<int>* seqs, std::shared_ptr<const Packing> packing = nullptr,
+                  int64_t checkpointed = 0) const;
   Rope MakeRope(const at::Tensor& positions) const;
   // One decoder layer: x + attention, then + MLP.
   at::Tensor DecoderLayer(int layer, const at::Tensor& x, const Rope& rope, AttentionImpl impl, KvCache* cache,

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/runtime.h"
 #include "common/rpc/status.h"
 #include "common/util/status_macros.h"
 
@@ -41,6 +42,9 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
     return absl::InvalidArgumentError(absl::StrCat("--listen must be HOST:PORT, got '", options.listen, "'"));
   }
   SWARR_RETURN_IF_ERROR(RolloutEngine::CheckDevice(options.device));
+  if (const std::string why = LimitDeviceMemory(options.device, options.memory_gib); !why.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--memory-gib ", options.memory_gib, ": ", why));
+  }
 
   std::unique_ptr<RolloutServer> s(new RolloutServer(options));
   s->exporter_ = MetricsExporter::Start(options.metrics_listen, "rollout");

@@ -74,6 +74,9 @@ struct RolloutServerOptions {
   // Model placement ("cpu", "cuda", "cuda:1") and compute dtype ("" = the device's default).
   std::string device = "cpu";
   std::string dtype;
+  // GiB this server may use on its GPU (weights + KV cache + work space): its caching allocator
+  // is capped there (placement.rollout_memory_gib when a GPU is shared). 0 = no cap.
+  double memory_gib = 0;
   // Token / TLS for the server and, as a client, towards the coordinator and learner.
   RpcSecurity security;
   // Message size and call deadline. Unset = the coordinator's answer for client calls

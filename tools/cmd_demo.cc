@@ -384,7 +384,7 @@ int RunDemo(const std::vector<std::string>& argv) {
   opts.run_dir = run_dir;
   opts.rollouts = static_cast<int>(rollouts->value_or(2));
   opts.echo_logs = false;
-  if (device == "cuda") opts.rollout_device = "cuda";
+  if (device == "cuda") opts.rollout_devices = "cuda";
   const auto start = std::chrono::steady_clock::now();
   const int rc = LaunchPipeline(opts);
   if (rc != 0) {

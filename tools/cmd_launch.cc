@@ -24,6 +24,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/config/config_loader.h"
+#include "common/config/placement.h"
+#include "common/model/runtime.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
 #include "common/util/subprocess.h"
@@ -293,6 +295,16 @@ int LaunchPipeline(const LaunchOptions& options) {
   if (absl::Status s = ValidatePipeline(pipeline); !s.ok()) {
     return FailWithStatus(absl::InvalidArgumentError(absl::StrCat(options.config_path, ": ", s.message())));
   }
+  // Which device each service uses, checked against the GPUs this machine has.
+  GpuInventory gpus;
+  gpus.gpus = CudaDeviceCount();
+  for (int i = 0; i < gpus.gpus; ++i) {
+    gpus.total_gib.push_back(static_cast<double>(QueryDeviceMemory(absl::StrCat("cuda:", i)).total_bytes) / (1 << 30));
+  }
+  auto placement = ResolvePlacement(pipeline, options.rollouts, gpus, options.rollout_devices);
+  if (!placement.ok()) {
+    return FailWithStatus(absl::InvalidArgumentError(absl::StrCat(options.config_path, ": ", placement.status().message())));
+  }
   for (const char* sub : {"", "/ports", "/logs", "/pids"}) {
     if (absl::Status s = MakeDirs(run_dir + sub); !s.ok()) return FailWithStatus(s);
   }
@@ -340,11 +352,14 @@ int LaunchPipeline(const LaunchOptions& options) {
     w.name = absl::StrCat("rollout-", i);
     w.run_dir = run_dir;
     w.base_args = {"rollout", "--coordinator", absl::StrCat("127.0.0.1:", coordinator.port), "--name", w.name};
-    if (!options.rollout_device.empty()) w.base_args.insert(w.base_args.end(), {"--device", options.rollout_device});
+    const ServicePlacement& where = placement->rollouts[static_cast<size_t>(i)];
+    w.base_args.insert(w.base_args.end(), {"--device", where.device});
+    if (where.memory_gib > 0) w.base_args.insert(w.base_args.end(), {"--memory-gib", absl::StrCat(where.memory_gib)});
     w.base_args.insert(w.base_args.end(), sec.begin(), sec.end());
     all.push_back(&w);
     if (absl::Status s = launcher.Start(&w); !s.ok()) return fail(s);
   }
+  launcher.log().Own(absl::StrCat("placement: ", placement->Describe()));
   launcher.log().Own(absl::StrCat("coordinator 127.0.0.1:", coordinator.port, ", learner 127.0.0.1:", learner.port,
                                   ", ", options.rollouts, " rollout server(s); logs in ", run_dir,
                                   "/logs; status: swarr status --coordinator 127.0.0.1:", coordinator.port));
@@ -398,14 +413,18 @@ int LaunchPipeline(const LaunchOptions& options) {
 int RunLaunch(const std::vector<std::string>& argv) {
   auto args = Args::Parse(argv,
                           {"config", "run-dir", "rollouts", "token-file", "tls-cert", "tls-key", "tls-ca",
-                           "max-restarts", "rollout-device"},
+                           "max-restarts", "rollout-device", "rollout-devices"},
                           {"help", "quiet"});
   if (!args.ok()) return FailWithStatus(args.status());
   if (args->Has("help")) {
     std::cout << "usage: swarr launch --config PIPELINE.yaml --run-dir DIR [--rollouts N (2)]\n"
-                 "         [--max-restarts K (3)] [--rollout-device cpu|cuda] [--quiet]\n"
+                 "         [--max-restarts K (3)] [--rollout-devices LIST] [--quiet]\n"
                  "         [--token-file F] [--tls-cert F --tls-key F] [--tls-ca F]\n"
-                 "  --quiet: service logs only in DIR/logs/, a progress line instead\n";
+                 "  --quiet: service logs only in DIR/logs/, a progress line instead\n"
+                 "  --rollout-devices: rollout i runs on the i-th device, cycling (cpu, cuda, cuda:N, ranges\n"
+                 "    cuda:A..B, comma-separated; --rollout-device is the same); default: the config's\n"
+                 "    placement.rollouts, else cpu. The learner's device: placement.learner or each stage's\n"
+                 "    model.device. A GPU shared by several services needs placement.*_memory_gib.\n";
     return 0;
   }
   LaunchOptions opts;
@@ -425,7 +444,7 @@ int RunLaunch(const std::vector<std::string>& argv) {
   auto max_restarts = args->Int("max-restarts");
   if (!max_restarts.ok()) return FailWithStatus(max_restarts.status());
   opts.max_restarts = static_cast<int>(max_restarts->value_or(3));
-  opts.rollout_device = args->Optional("rollout-device").value_or("");
+  opts.rollout_devices = args->Optional("rollout-devices").value_or(args->Optional("rollout-device").value_or(""));
   opts.echo_logs = !args->Has("quiet");
   for (const char* flag : {"token-file", "tls-cert", "tls-key", "tls-ca"}) {
     if (auto v = args->Optional(flag)) opts.security_flags.insert(opts.security_flags.end(), {std::string("--") + flag, *v});

@@ -27,6 +27,7 @@ constexpr char kRolloutUsage[] =
     "  --max-tokens N           prompt + max_new_tokens held in flight, 0 = no limit (default: the pipeline's)\n"
     "  --drain-seconds S        longest drain on SIGTERM (default 30)\n"
     "  --device cpu|cuda[:N]    where the model runs (default cpu); --dtype float32|bfloat16|float16\n"
+    "  --memory-gib G           cap this server's GPU memory at G GiB (a GPU shared with other services)\n"
     "  --learner HOST:PORT      the learner (default: the address the coordinator gives);\n"
     "                           without --coordinator: standalone (Rollout service only)\n"
     "  --token-file FILE        bearer token (or env SWARR_TOKEN)\n"
@@ -43,7 +44,7 @@ absl::StatusOr<RolloutServerOptions> ParseFlags(const std::vector<std::string>& 
   SWARR_ASSIGN_OR_RETURN(
       Args args, Args::Parse(argv,
                              {"coordinator", "learner", "name", "listen", "port-file", "metrics-listen",
-                              "metrics-port-file", "max-sequences", "max-tokens", "drain-seconds", "device", "dtype",
+                              "metrics-port-file", "max-sequences", "max-tokens", "drain-seconds", "device", "dtype", "memory-gib",
                               "token-file", "tls-cert", "tls-key", "tls-ca"},
                              {}));
   RolloutServerOptions o;
@@ -65,6 +66,11 @@ absl::StatusOr<RolloutServerOptions> ParseFlags(const std::vector<std::string>& 
   if (drain.has_value()) o.drain_seconds = *drain;
   o.device = args.Optional("device").value_or("cpu");
   o.dtype = args.Optional("dtype").value_or("");
+  SWARR_ASSIGN_OR_RETURN(auto memory_gib, args.Double("memory-gib"));
+  if (memory_gib.has_value()) {
+    if (!(*memory_gib > 0)) return absl::InvalidArgumentError(absl::StrCat("--memory-gib must be > 0, got ", *memory_gib));
+    o.memory_gib = *memory_gib;
+  }
   if (!o.dtype.empty() && o.dtype != "float32" && o.dtype != "bfloat16" && o.dtype != "float16") {
     return absl::InvalidArgumentError(absl::StrCat("--dtype: '", o.dtype, "' (float32, bfloat16, float16)"));
   }

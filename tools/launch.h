@@ -14,7 +14,9 @@ struct LaunchOptions {
   std::string run_dir;
   int rollouts = 2;
   int max_restarts = 3;       // per service
-  std::string rollout_device;  // "" = the rollout default (cpu)
+  // Rollout devices, a comma list with ranges ("cuda:1..3"); "" = the config's placement.rollouts
+  // (common/config/placement.h), else cpu.
+  std::string rollout_devices;
   // --token-file / --tls-* flags passed to every service, as "--flag", "value" pairs.
   std::vector<std::string> security_flags;
   // true: every service's output on stdout, prefixed "[name] ". false: only to

@@ -1,4 +1,5 @@
 #include "common/config/config_loader.h"
+#include "common/config/placement.h"
 
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
@@ -694,6 +695,19 @@ void CheckEval(const swarr::v1::EvalConfig& eval, Problems* p) {
   if (eval.has_temperature() && eval.temperature() <= 0) {
     p->Add("eval.temperature", absl::StrCat("must be > 0, got ", eval.temperature()));
   }
+  p->NonNegative("eval.sampled", eval.sampled());
+  if (eval.sampled() > 0 && !eval.greedy()) {
+    p->Add("eval.sampled", "sampled answers beside the greedy one need greedy: true (without greedy, set "
+                           "samples_per_problem)");
+  }
+  p->NonNegative("eval.sampled_problems", eval.sampled_problems());
+  if (eval.sampled_problems() > 0 && eval.sampled() <= 0) {
+    p->Add("eval.sampled_problems", "needs eval.sampled > 0");
+  }
+  if (eval.sampled_problems() > 0 && eval.num_problems() > 0 && eval.sampled_problems() > eval.num_problems()) {
+    p->Add("eval.sampled_problems", absl::StrCat("must be <= eval.num_problems (", eval.num_problems(), "), got ",
+                                                 eval.sampled_problems()));
+  }
 }
 
 void CheckStop(const swarr::v1::StopRule& stop, bool trains, Problems* p) {
@@ -823,6 +837,12 @@ absl::Status ValidatePipeline(const swarr::v1::PipelineConfig& pipeline) {
   if (w.lease_seconds() > 0 && w.lease_seconds() <= heartbeat) {
     p.Add("workers.lease_seconds", absl::StrCat("must be longer than heartbeat_seconds (", heartbeat, ")"));
   }
+  if (!(w.progress_timeout_seconds() >= 0)) p.Add("workers.progress_timeout_seconds", "must be >= 0");
+  if (w.progress_timeout_seconds() > 0 && w.progress_timeout_seconds() <= heartbeat) {
+    p.Add("workers.progress_timeout_seconds",
+          absl::StrCat("must be longer than heartbeat_seconds (", heartbeat, ")"));
+  }
+  if (!(w.group_timeout_seconds() >= 0)) p.Add("workers.group_timeout_seconds", "must be >= 0");
   if (!pipeline.weight_sync().empty() && pipeline.weight_sync() != "grpc") {
     p.Add("weight_sync", pipeline.weight_sync() == "nccl"
                              ? "\"nccl\" is not available in this build (use \"grpc\")"
@@ -841,6 +861,7 @@ absl::Status ValidatePipeline(const swarr::v1::PipelineConfig& pipeline) {
   if (r.weight_chunk_bytes() > 0 && r.weight_chunk_bytes() + 4096 > max_msg) {
     p.Add("rpc.weight_chunk_bytes", absl::StrCat("must leave room under rpc.max_message_bytes (", max_msg, ")"));
   }
+  p.Append(ValidatePlacement(pipeline));
   return p.ToStatus();
 }
 

@@ -54,9 +54,33 @@ void ResetPeakDeviceMemory(const std::string& device) {
   const int index = CudaIndex(device);
   if (index >= 0) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
 }
+int CudaDeviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
+  return count;
+}
+
+std::string LimitDeviceMemory(const std::string& device, double gib) {
+  if (!(gib > 0)) return "";
+  const int index = CudaIndex(device);
+  if (index < 0) return "a memory budget applies to a CUDA device, not \"" + device + "\"";
+  const DeviceMemory m = QueryDeviceMemory(device);
+  if (!m.available) return "no usable GPU " + device;
+  const double total_gib = static_cast<double>(m.total_bytes) / (1 << 30);
+  if (gib > total_gib) {
+    return "a budget of " + std::to_string(gib) + " GiB is more than " + device + "'s " + std::to_string(total_gib) + " GiB";
+  }
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(gib / total_gib, static_cast<c10::DeviceIndex>(index));
+  return "";
+}
 #else
 DeviceMemory QueryDeviceMemory(const std::string&) { return {}; }
 void ResetPeakDeviceMemory(const std::string&) {}
+int CudaDeviceCount() { return 0; }
+std::string LimitDeviceMemory(const std::string& device, double gib) {
+  if (!(gib > 0)) return "";
+  return "a memory budget needs a CUDA build; \"" + device + "\" has none";
+}
 #endif
 
 }  // namespace swarr

@@ -22,6 +22,15 @@ struct DeviceMemory {
 DeviceMemory QueryDeviceMemory(const std::string& device);
 void ResetPeakDeviceMemory(const std::string& device);
 
+// CUDA devices this process can use (0 in a build without CUDA or without a GPU).
+int CudaDeviceCount();
+
+// Caps LibTorch's caching allocator on `device` ("cuda" / "cuda:N") at `gib` GiB, so that a
+// service sharing a GPU with others fails its own allocations (a clear out-of-memory error of
+// that service) instead of starving its neighbours. Returns "" on success, else why not (a
+// CPU device, an unknown GPU, or more than the device has). gib <= 0: no cap.
+std::string LimitDeviceMemory(const std::string& device, double gib);
+
 }  // namespace swarr
 
 #endif  // SWARR_COMMON_MODEL_RUNTIME_H_

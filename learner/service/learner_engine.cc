@@ -11,8 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/config_loader.h"
+#include "common/config/placement.h"
 #include "common/model/config.h"
 #include "common/model/model.h"
+#include "common/model/runtime.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
 #include "common/util/torch_status.h"
@@ -262,7 +264,13 @@ absl::StatusOr<v1::LearnerStatus> LearnerEngine::StartStage(int32_t stage_index,
   auto ctx = std::make_shared<StageContext>();
   ctx->index = stage_index;
   ctx->pipeline = pipeline;
-  ctx->stage = pipeline.stages(stage_index);
+  ctx->stage = StageWithPlacement(pipeline, stage_index);  // placement.learner and its memory budget
+  if (pipeline.placement().learner_memory_gib() > 0 && ctx->stage.model().device().rfind("cuda", 0) == 0) {
+    if (const std::string why = LimitDeviceMemory(ctx->stage.model().device(), pipeline.placement().learner_memory_gib());
+        !why.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("placement.learner_memory_gib: ", why));
+    }
+  }
   const std::string& name = ctx->stage.name();
   ctx->source_dir = SourceDir(pipeline, stage_index, options_.run_dir);
   ctx->stage.mutable_model()->set_path(ctx->source_dir);

@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/math/datasets.h"
-#include "common/model/runtime.h"
+#include "common/math/prompt_set.h"
 #include "common/math/synthetic.h"
-#include "common/tokenizer/chat_template.h"
+#include "common/model/runtime.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
@@ -75,17 +75,12 @@ absl::StatusOr<std::vector<SftExample>> BuildSftData(const v1::DataSpec& data, c
   if (!tokenizer.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("data.tokenizer: ", tokenizer.status().message()));
   }
-  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
-  ChatTemplateOptions chat;
-  chat.system_prompt = data.system_prompt();
-  if (templ != "none") {
-    SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
-  }
   if (model.config().eos_token_ids.empty()) return absl::InvalidArgumentError("the model config has no eos_token_id");
   const int64_t eos = model.config().eos_token_ids[0];
   auto add = [&](const std::string& prompt, const std::string& response, const std::string& where) -> absl::Status {
     SftExample e;
-    const std::string text = templ == "none" ? prompt : ApplyChatTemplate({{"user", prompt}}, chat);
+    // The prompt format of the stage's RL and eval prompts (PromptSet), system prompt included.
+    SWARR_ASSIGN_OR_RETURN(const std::string text, StagePromptText(data, prompt));
     auto p = (*tokenizer)->Encode(text);
     auto r = (*tokenizer)->Encode(response);
     if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": prompt: ", p.status().message()));
@@ -127,8 +122,8 @@ absl::StatusOr<std::vector<SftExample>> BuildSftData(const v1::DataSpec& data, c
   while (true) {
     SWARR_ASSIGN_OR_RETURN(auto problem, reader->Next());
     if (!problem.has_value()) break;
-    const std::string& target = problem->solution.empty() ? problem->answer : problem->solution;
-    SWARR_RETURN_IF_ERROR(add(problem->question, target, problem->id));
+    // The reference solution in the format eval expects: annotations gone, answer in \boxed{}.
+    SWARR_RETURN_IF_ERROR(add(problem->question, ChatSolution(*problem), problem->id));
   }
   return out;
 }
@@ -162,7 +157,13 @@ RlOptions RlOptionsFromStage(const v1::Stage& stage) {
   opts.loss.aggregation =
       cfg.loss_aggregation() == "sequence_mean" ? LossAggregation::kSequenceMean : LossAggregation::kTokenMean;
   opts.loss.kl_coef = cfg.kl_coef();
+  opts.loss.entropy_coef = cfg.entropy_coef();
   opts.loss.max_importance_weight = cfg.max_importance_weight();
+  opts.kl_reward_coef = cfg.kl_reward_coef();
+  opts.overlong_filter = cfg.overlong_filter();
+  opts.overlong_buffer = cfg.overlong_buffer();
+  opts.overlong_penalty = cfg.has_overlong_penalty() ? cfg.overlong_penalty() : 1.0;
+  opts.max_new_tokens = cfg.max_new_tokens();
   opts.advantages.divide_by_std = cfg.std_normalize_advantages();
   opts.temperature = temperature > 0 ? temperature : 1.0;
   opts.epochs = std::max<int64_t>(1, cfg.epochs());
@@ -231,7 +232,7 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& c, int64_t num_paramete
 absl::Status CheckStageFitsMemory(const v1::Stage& stage, const Model& model, int64_t micro_tokens) {
   const DeviceMemory dev = QueryDeviceMemory(stage.model().device());
   if (!dev.available) return absl::OkStatus();
-  const bool ref = stage.has_rl() && stage.rl().kl_coef() > 0;
+  const bool ref = stage.has_rl() && (stage.rl().kl_coef() > 0 || stage.rl().kl_reward_coef() > 0);
   const MemoryEstimate est = EstimateTrainingMemory(model.config(), model.num_parameters(), model.dtype(),
                                                     micro_tokens, ScoringFromStage(stage), ref);
   const double limit_gib = stage.memory().max_gib() > 0 ? stage.memory().max_gib()

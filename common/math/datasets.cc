@@ -175,4 +175,25 @@ absl::StatusOr<MathProblem> DatasetReader::Parse(const std::string& text, int64_
   return p;
 }
 
+std::string ChatSolution(const MathProblem& problem) {
+  std::string text;
+  // Calculator annotations: drop every "<<...>>" (GSM8K has no nested ones).
+  for (size_t i = 0; i < problem.solution.size();) {
+    if (problem.solution.compare(i, 2, "<<") == 0) {
+      const size_t end = problem.solution.find(">>", i + 2);
+      if (end != std::string::npos) {
+        i = end + 2;
+        continue;
+      }
+    }
+    text.push_back(problem.solution[i++]);
+  }
+  // The "#### x" line goes; what is left ends where it ended.
+  if (const size_t mark = text.rfind("####"); mark != std::string::npos) text.erase(mark);
+  text = std::string(absl::StripTrailingAsciiWhitespace(text));
+  if (LastBoxed(text).has_value()) return text;
+  const std::string last = absl::StrCat("The final answer is $\\boxed{", problem.answer, "}$.");
+  return text.empty() ? last : absl::StrCat(text, "\n", last);
+}
+
 }  // namespace swarr

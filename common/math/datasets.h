@@ -47,6 +47,13 @@ struct DatasetSpec {
 // "gsm8k" | "math500" | "aime" | "amc" | "jsonl"; anything else is kInvalidArgument.
 absl::StatusOr<DatasetSpec::Format> ParseDatasetFormat(const std::string& name);
 
+// The SFT target of `problem` in the format eval and RL expect (issue 13): the reference
+// solution with GSM8K's calculator annotations ("48/2 = <<48/2=24>>24" -> "48/2 = 24") removed
+// and its "#### x" line replaced by "The final answer is $\boxed{x}$."; a solution that has a
+// \boxed{} answer already stays as it is (MATH-500); one without either gets that last line
+// appended; no solution at all: the last line alone.
+std::string ChatSolution(const MathProblem& problem);
+
 class DatasetReader {
  public:
   // Opens (and, with shuffle, indexes) the file. kNotFound names a missing file.

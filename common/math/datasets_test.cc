@@ -7,6 +7,7 @@
 #include <set>
 
 #include "gmock/gmock.h"
+#include "common/math/verifier.h"
 #include "gtest/gtest.h"
 
 namespace swarr {
@@ -46,6 +47,28 @@ TEST(DatasetsTest, Gsm8k) {
   EXPECT_EQ(test[0].line, 1);
   EXPECT_EQ(Load(DatasetSpec::Format::kGsm8k, "gsm8k/train.jsonl").size(), 7473u);
   for (const auto& p : test) ASSERT_FALSE(p.answer.empty()) << p.id;
+}
+
+TEST(DatasetsTest, ChatSolutionDropsAnnotationsAndBoxesTheAnswer) {
+  MathProblem p;
+  p.answer = "72";
+  p.solution = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 in all.\n#### 72";
+  EXPECT_EQ(ChatSolution(p), "Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 in all.\n"
+                             "The final answer is $\\boxed{72}$.");
+  p.solution = "So $x = \\boxed{5}$.";  // already boxed: unchanged
+  EXPECT_EQ(ChatSolution(p), p.solution);
+  p.solution = "";  // no solution: the answer line alone
+  EXPECT_EQ(ChatSolution(p), "The final answer is $\\boxed{72}$.");
+  p.solution = "a <<unclosed";  // not an annotation: kept
+  EXPECT_EQ(ChatSolution(p), "a <<unclosed\nThe final answer is $\\boxed{72}$.");
+  // Every GSM8K train solution: no annotation or "####" left, and the verifier's extraction
+  // ( the last \boxed{} ) gives the data set's answer.
+  for (const MathProblem& q : Load(DatasetSpec::Format::kGsm8k, "gsm8k/train.jsonl")) {
+    const std::string s = ChatSolution(q);
+    ASSERT_EQ(s.find("<<"), std::string::npos) << q.id << ": " << s;
+    ASSERT_EQ(s.find("####"), std::string::npos) << q.id;
+    ASSERT_EQ(LastBoxed(s).value_or(""), q.answer) << q.id;
+  }
 }
 
 TEST(DatasetsTest, Math500FinalAnswerFromBoxed) {

@@ -13,6 +13,19 @@
 
 namespace swarr {
 
+absl::StatusOr<std::string> StagePromptText(const v1::DataSpec& data, const std::string& question) {
+  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
+  if (templ == "none") return question;
+  ChatTemplateOptions chat;
+  SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
+  if (data.system_prompt() == "none") {
+    chat.system_prompt.clear();
+  } else if (!data.system_prompt().empty()) {
+    chat.system_prompt = data.system_prompt();
+  }
+  return MathPrompt(question, chat);
+}
+
 PromptSet::~PromptSet() = default;
 
 absl::StatusOr<std::unique_ptr<PromptSet>> PromptSet::Open(const v1::DataSpec& data, const std::string& model_dir) {
@@ -50,12 +63,6 @@ absl::StatusOr<std::unique_ptr<PromptSet>> PromptSet::Open(const v1::DataSpec& d
   out->tokenizer_ = std::move(*tokenizer);
   out->tokenizer_json_ = std::move(*text);
   out->stop_ids_ = config.eos_token_ids;
-  const std::string templ = data.chat_template().empty() ? "chatml" : data.chat_template();
-  ChatTemplateOptions chat;
-  if (!data.system_prompt().empty()) chat.system_prompt = data.system_prompt();
-  if (templ != "none") {
-    SWARR_ASSIGN_OR_RETURN(chat.format, ParseChatFormat(templ));
-  }
   DatasetSpec spec;
   SWARR_ASSIGN_OR_RETURN(spec.format, ParseDatasetFormat(data.format()));
   spec.path = data.path();
@@ -67,8 +74,8 @@ absl::StatusOr<std::unique_ptr<PromptSet>> PromptSet::Open(const v1::DataSpec& d
     StagePrompt prompt;
     prompt.id = p.id;
     prompt.answer = p.answer;
-    SWARR_ASSIGN_OR_RETURN(prompt.ids,
-                           out->tokenizer_->Encode(templ == "none" ? p.question : MathPrompt(p.question, chat)));
+    SWARR_ASSIGN_OR_RETURN(const std::string text, StagePromptText(data, p.question));
+    SWARR_ASSIGN_OR_RETURN(prompt.ids, out->tokenizer_->Encode(text));
     for (int64_t id : prompt.ids) {
       if (id >= config.vocab_size) {
         return absl::InvalidArgumentError(absl::StrCat("data.tokenizer: token id ", id, " of problem ", p.id,

@@ -18,6 +18,12 @@ namespace swarr {
 
 class Tokenizer;
 
+// The text of a stage's prompt for `question`: the one format SFT, RL and eval share (issue 13).
+// data.chat_template "" = "chatml" ("none": the question as is); data.system_prompt "" = the
+// Qwen2.5-Math instruction ("Please reason step by step, and put your final answer within
+// \boxed{}."), "none" = no system message. kInvalidArgument for an unknown template.
+absl::StatusOr<std::string> StagePromptText(const v1::DataSpec& data, const std::string& question);
+
 struct StagePrompt {
   std::string id;            // problem id (data sets) or the prompt text (synthetic)
   std::vector<int64_t> ids;  // prompt token ids

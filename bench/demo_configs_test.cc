@@ -157,6 +157,7 @@ TEST(DemoConfigsTest, PipelinesAgreeWithTheStageFiles) {
   for (v1::Stage& s : *expected.mutable_stages()) {
     if (s.has_eval()) {
       s.mutable_eval()->set_num_problems(200);
+      s.mutable_eval()->set_sampled_problems(50);
       s.mutable_data()->set_synthetic_size(200);
     }
   }

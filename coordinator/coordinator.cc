@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
+#include "coordinator/eval_stats.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
 
@@ -489,54 +490,117 @@ void Coordinator::CompleteStageLocked(int32_t stage, int64_t steps, const std::m
 
 void Coordinator::MaybeFinishEval(int32_t stage) {
   const v1::Stage& s = options_.pipeline.stages(stage);
+  const v1::EvalConfig& e = s.eval();
   struct Row {
     int64_t problem;
     std::string id, answer;
-    EvalProblemRecord result;
+    EvalProblemRecord result;   // group `problem`: the greedy answer (or the samples without greedy)
+    bool has_sampled = false;
+    EvalProblemRecord sampled;  // group layout.problems + problem: eval.sampled samples
   };
   std::vector<Row> rows;
   int64_t version = 0;
+  EvalLayout layout;
   {
     absl::MutexLock l(&mu_);
     if (state_.stage_index != stage || prepared_stage_ != stage || !prompts_) return;
+    layout = MakeEvalLayout(e, eval_problems_);
     int64_t have = 0;
-    for (const auto& [problem, r] : state_.eval_results) have += problem < eval_problems_ ? 1 : 0;
-    if (have < eval_problems_) return;
-    for (const auto& [problem, r] : state_.eval_results) {
-      if (problem >= eval_problems_) continue;
-      rows.push_back({problem, prompts_->At(problem).id, prompts_->At(problem).answer, r});
+    for (const auto& [group, r] : state_.eval_results) have += group < layout.groups() ? 1 : 0;
+    if (have < layout.groups()) return;  // keys are distinct: every group 0 .. groups-1 answered
+    for (int64_t p = 0; p < layout.problems; ++p) {
+      Row row{p, prompts_->At(p).id, prompts_->At(p).answer, state_.eval_results.at(p)};
+      if (p < layout.sampled_problems) {
+        row.has_sampled = true;
+        row.sampled = state_.eval_results.at(layout.problems + p);
+      }
+      rows.push_back(std::move(row));
     }
     version = learner_.latest().version();
   }
   int64_t correct = 0, samples = 0;
   double reward_sum = 0;
   std::string samples_text;
+  std::vector<EvalProblemOutcome> outcomes;
+  auto sample_json = [](const EvalSampleRecord& smp) {
+    return json{{"text", smp.text}, {"reward", smp.reward}, {"stopped", smp.stopped}, {"tokens", smp.tokens}};
+  };
   for (const Row& row : rows) {
     bool any = false;
+    int64_t right = 0;
     json out_samples = json::array();
     for (const EvalSampleRecord& smp : row.result.samples) {
       any = any || smp.reward >= 0.5;
+      right += smp.reward >= 0.5 ? 1 : 0;
       reward_sum += smp.reward;
       ++samples;
-      out_samples.push_back({{"text", smp.text}, {"reward", smp.reward}, {"stopped", smp.stopped}, {"tokens", smp.tokens}});
+      out_samples.push_back(sample_json(smp));
     }
     correct += any ? 1 : 0;
+    EvalProblemOutcome o;
+    if (layout.greedy) {
+      o.has_greedy = true;
+      o.greedy_correct = any;
+    } else {
+      o.n = static_cast<int64_t>(row.result.samples.size());
+      o.c = right;
+    }
     json line = {{"problem", row.problem},     {"id", row.id},
                  {"answer", row.answer},       {"correct", any},
                  {"samples", out_samples},     {"group_id", row.result.group_id},
                  {"worker_id", row.result.worker_id}, {"policy_version", row.result.policy_version}};
+    if (row.has_sampled) {
+      json sampled = json::array();
+      int64_t c = 0;
+      for (const EvalSampleRecord& smp : row.sampled.samples) {
+        c += smp.reward >= 0.5 ? 1 : 0;
+        sampled.push_back(sample_json(smp));
+      }
+      o.n = static_cast<int64_t>(row.sampled.samples.size());
+      o.c = c;
+      line["sampled"] = std::move(sampled);
+      line["sampled_correct"] = c;
+      line["sampled_group_id"] = row.sampled.group_id;
+    }
+    outcomes.push_back(o);
     samples_text += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
   const double n = static_cast<double>(rows.size());
   const double accuracy = rows.empty() ? 0.0 : static_cast<double>(correct) / n;
   const double mean_reward = samples == 0 ? 0.0 : reward_sum / static_cast<double>(samples);
-  const json metrics_line = {{"stage", s.name()},
-                             {"accuracy", accuracy},
-                             {"mean_reward", mean_reward},
-                             {"n", rows.size()},
-                             {"samples_per_problem", std::max<int64_t>(1, s.eval().samples_per_problem())},
-                             {"greedy", s.eval().greedy()},
-                             {"policy_version", version}};
+  std::vector<int64_t> ks = {1, 8};
+  const int64_t drawn = layout.greedy ? layout.sampled : layout.first_samples;
+  if (drawn != 1 && drawn != 8) ks.push_back(drawn);
+  const EvalSummary sum = SummarizeEval(outcomes, ks);
+  json metrics_line = {{"stage", s.name()},
+                       {"accuracy", accuracy},
+                       {"mean_reward", mean_reward},
+                       {"n", rows.size()},
+                       {"samples_per_problem", layout.first_samples},
+                       {"greedy", e.greedy()},
+                       {"policy_version", version}};
+  std::map<std::string, double> stage_metrics = {{"accuracy", accuracy}, {"mean_reward", mean_reward}, {"n", n}};
+  if (sum.greedy_n > 0) {
+    metrics_line["greedy_accuracy"] = sum.greedy_accuracy;
+    metrics_line["greedy_ci95"] = {sum.greedy_ci95.first, sum.greedy_ci95.second};
+    metrics_line["greedy_n"] = sum.greedy_n;
+    stage_metrics["greedy_accuracy"] = sum.greedy_accuracy;
+  }
+  if (sum.sampled_n > 0) {
+    metrics_line["sampled_accuracy"] = sum.sampled_accuracy;
+    metrics_line["sampled_ci95"] = {sum.sampled_ci95.first, sum.sampled_ci95.second};
+    metrics_line["sampled_n"] = sum.sampled_n;
+    metrics_line["sampled_per_problem"] = sum.samples;
+    metrics_line["temperature"] = e.has_temperature() ? e.temperature() : 1.0;
+    stage_metrics["sampled_accuracy"] = sum.sampled_accuracy;
+    for (const EvalSummary::PassAt& pa : sum.pass_at) {
+      metrics_line[absl::StrCat("pass_at_", pa.k)] = pa.value;
+      metrics_line[absl::StrCat("pass_at_", pa.k, "_ci95")] = {pa.ci95.first, pa.ci95.second};
+      stage_metrics[absl::StrCat("pass_at_", pa.k)] = pa.value;
+    }
+  }
+  metrics_line["ci_method"] =
+      "greedy: Wilson score; sampled accuracy and pass@k: percentile bootstrap over problems, 2000 resamples";
   const std::string dir = absl::StrCat(options_.run_dir, "/stages/", s.name());
   absl::Status w = MakeDirs(dir);
   if (w.ok()) w = WriteFileAtomically(dir + "/samples.jsonl", {samples_text});
@@ -550,7 +614,7 @@ void Coordinator::MaybeFinishEval(int32_t stage) {
     absl::MutexLock l(&mu_);
     if (state_.stage_index != stage) return;
     metrics_->eval_accuracy.Add({{"stage", s.name()}}).Set(accuracy);
-    CompleteStageLocked(stage, 0, {{"accuracy", accuracy}, {"mean_reward", mean_reward}, {"n", n}});
+    CompleteStageLocked(stage, 0, stage_metrics);
   }
   PersistIfDue(true);
 }
@@ -704,15 +768,17 @@ void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
   const v1::Stage& s = options_.pipeline.stages(stage);
   const v1::EvalConfig& e = s.eval();
   if (!prompts_) return;
+  // Group n answers problem layout.Problem(n): greedily (or with samples_per_problem samples)
+  // for n < eval_problems_, then eval.sampled samples for the first sampled_problems problems.
+  const EvalLayout layout = MakeEvalLayout(e, eval_problems_);
   int64_t created = 0;
-  for (int64_t p = 0; p < eval_problems_; ++p) {
-    if (state_.eval_results.count(p) > 0) continue;
-    Group g = NewGroupLocked(p, prompts_->At(p), version, std::max<int64_t>(1, e.samples_per_problem()),
-                             e.max_new_tokens());
-    g.problem = p;
+  for (int64_t n = 0; n < layout.groups(); ++n) {
+    if (state_.eval_results.count(n) > 0) continue;
+    Group g = NewGroupLocked(n, prompts_->At(layout.Problem(n)), version, layout.Samples(n), e.max_new_tokens());
+    g.problem = n;
     g.group.set_eval(true);
     v1::SamplingParams* sp = g.group.mutable_sampling();
-    sp->set_greedy(e.greedy());
+    sp->set_greedy(layout.Greedy(n));
     sp->set_temperature(e.has_temperature() ? e.temperature() : 1.0);
     const std::string id = g.group.group_id();
     if (groups_.count(id) > 0 || finished_ids_.Contains(id)) continue;
@@ -721,7 +787,7 @@ void Coordinator::CreateEvalGroupsLocked(const v1::WeightVersion& version) {
     ++created;
   }
   eval_groups_created_ = true;
-  Log(absl::StrCat("eval stage '", s.name(), "': ", eval_problems_, " problems, ", created,
+  Log(absl::StrCat("eval stage '", s.name(), "': ", eval_problems_, " problems (", layout.groups(), " groups), ", created,
                    " to generate with version ", version.version()));
 }
 
@@ -1167,9 +1233,10 @@ absl::Status Coordinator::ReportEval(const v1::ReportEvalRequest& req) {
   if (stage < state_.stage_index) return absl::OkStatus();  // a finished eval stage: already counted
   if (stage > state_.stage_index) return absl::InvalidArgumentError(unknown);
   if (prepared_stage_ != stage || !prompts_) return absl::UnavailableError("the eval stage is not ready yet; retry");
-  if (parts.n >= eval_problems_) return absl::InvalidArgumentError(unknown);
   const v1::EvalConfig& e = options_.pipeline.stages(stage).eval();
-  const int64_t expected = std::max<int64_t>(1, e.samples_per_problem());
+  const EvalLayout layout = MakeEvalLayout(e, eval_problems_);
+  if (parts.n >= layout.groups()) return absl::InvalidArgumentError(unknown);
+  const int64_t expected = layout.Samples(parts.n);
   if (req.samples_size() != expected) {
     return absl::InvalidArgumentError(
         absl::StrCat("samples: group '", id, "' has ", expected, " samples, got ", req.samples_size()));

@@ -1,5 +1,6 @@
 #include "learner/losses.h"
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -199,6 +200,24 @@ absl::StatusOr<at::Tensor> GroupAdvantages(const at::Tensor& rewards, const at::
 at::Tensor K3Kl(const at::Tensor& logprobs, const at::Tensor& ref_logprobs) {
   const at::Tensor d = ref_logprobs - logprobs;
   return at::expm1(d) - d;  // == exp(d) - d - 1, accurate for small d
+}
+
+double SoftOverlongPenalty(int64_t length, int64_t max_length, int64_t buffer, double penalty) {
+  if (buffer <= 0 || penalty == 0) return 0.0;
+  buffer = std::min(buffer, max_length);
+  const int64_t free_len = max_length - buffer;
+  if (length <= free_len) return 0.0;
+  if (length > max_length) return -penalty;
+  return penalty * static_cast<double>(free_len - length) / static_cast<double>(buffer);
+}
+
+at::Tensor SequenceKlK1(const at::Tensor& logprobs, const at::Tensor& ref_logprobs, const at::Tensor& mask) {
+  at::NoGradGuard no_grad;
+  const at::Tensor m = mask.to(logprobs.device(), logprobs.scalar_type());
+  const at::Tensor on = m.gt(0);
+  const at::Tensor zero = at::zeros({}, logprobs.options());
+  const at::Tensor d = at::where(on, logprobs.detach() - ref_logprobs.to(logprobs.options()).detach(), zero);
+  return (d * m).sum(1);
 }
 
 absl::StatusOr<PolicyLossOutput> PolicyLoss(const PolicyLossInputs& inputs, const PolicyLossOptions& options) {

@@ -9,6 +9,8 @@
 #ifndef SWARR_LEARNER_LOSSES_H_
 #define SWARR_LEARNER_LOSSES_H_
 
+#include <cstdint>
+
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
@@ -36,6 +38,21 @@ absl::StatusOr<at::Tensor> GroupAdvantages(const at::Tensor& rewards, const at::
 //   k3 = exp(d) - d - 1   (>= 0, == 0 iff equal; unbiased for KL when sampled from pi).
 //   logprobs, ref_logprobs: [N, T] (same shape)  ->  [N, T], differentiable in both.
 at::Tensor K3Kl(const at::Tensor& logprobs, const at::Tensor& ref_logprobs);
+
+// DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), added to the reward of a
+// completion of `length` tokens when at most `max_length` may be generated:
+//   0                                             length <= max_length - buffer
+//   penalty * ((max_length - buffer) - length) / buffer   max_length - buffer < length <= max_length
+//   -penalty                                      length > max_length
+// buffer <= 0 or penalty == 0: 0 (off). buffer is capped at max_length.
+double SoftOverlongPenalty(int64_t length, int64_t max_length, int64_t buffer, double penalty);
+
+// KL in the reward (the PPO-RLHF form, beside the k3 loss term): the k1 estimate of
+// KL(pi || ref) summed over each sequence's masked tokens,
+//   kl_i = sum_t mask[i, t] * (logprobs[i, t] - ref_logprobs[i, t])
+// logprobs, ref_logprobs, mask: [N, T] -> [N] (no grad; dtype/device of logprobs).
+// A trajectory's reward becomes r_i - kl_reward_coef * kl_i before its group's advantages.
+at::Tensor SequenceKlK1(const at::Tensor& logprobs, const at::Tensor& ref_logprobs, const at::Tensor& mask);
 
 enum class LossAggregation {
   // sum over every masked token of the batch / number of masked tokens (DAPO): each token

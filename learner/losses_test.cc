@@ -127,6 +127,32 @@ Case WithRatios(const std::vector<double>& ratios, int64_t rows) {
   return {D2(lp, rows).requires_grad_(), D2(old, rows)};
 }
 
+TEST(SoftOverlongPenaltyTest, DapoPiecewiseLinearHandValues) {
+  // max 100 tokens, buffer 20: free up to 80, then linear to -penalty at 100.
+  EXPECT_EQ(SoftOverlongPenalty(50, 100, 20, 1.0), 0.0);
+  EXPECT_EQ(SoftOverlongPenalty(80, 100, 20, 1.0), 0.0);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(81, 100, 20, 1.0), -0.05);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(90, 100, 20, 1.0), -0.5);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(100, 100, 20, 1.0), -1.0);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(101, 100, 20, 1.0), -1.0);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(90, 100, 20, 0.5), -0.25);
+  // Off: no buffer or no penalty. A buffer longer than the limit is the whole range.
+  EXPECT_EQ(SoftOverlongPenalty(100, 100, 0, 1.0), 0.0);
+  EXPECT_EQ(SoftOverlongPenalty(100, 100, 20, 0.0), 0.0);
+  EXPECT_DOUBLE_EQ(SoftOverlongPenalty(5, 10, 40, 1.0), -0.5);
+}
+
+TEST(SequenceKlK1Test, MaskedSumPerSequence) {
+  // Row 0: tokens 1 and 2 count: (-2 - -1) + (-3 - -3) = -1 (a negative k1 is possible).
+  // Row 1: tokens 0 and 1: (-0.5 - -1) + (-1 - -2) = 1.5; token 2 (masked, -inf-free) ignored.
+  const at::Tensor logp = D2({-1, -2, -3, -0.5, -1, -7}, 2);
+  const at::Tensor ref = D2({-1.5, -1, -3, -1, -2, -1}, 2);
+  const at::Tensor mask = D2({0, 1, 1, 1, 1, 0}, 2).to(at::kFloat);
+  ExpectTensorNear(SequenceKlK1(logp, ref, mask), {-1.0, 1.5});
+  // Equal policies: 0 everywhere.
+  ExpectTensorNear(SequenceKlK1(logp, logp, mask), {0.0, 0.0});
+}
+
 TEST(PolicyLossTest, ClipBothSidesValuesAndGradients) {
   // Row 0, A = +1; row 1, A = -2. Ratios: inside, above 1 + 0.28, below 1 - 0.2.
   Case c = WithRatios({1.1, 1.5, 0.5, 1.1, 1.5, 0.5}, 2);

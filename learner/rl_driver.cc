@@ -63,6 +63,7 @@ absl::StatusOr<RlStepMetrics> RlDriver::Step() {
     t.behaviour_logprobs = std::move(g.logprobs);
     t.reward = reward_(prompt, t.completion);
     t.policy_version = trainer_->policy_version();
+    t.truncated = !g.stopped;
     batch.push_back(std::move(t));
   }
   ++step_;

@@ -93,6 +93,21 @@ absl::StatusOr<std::unique_ptr<RlTrainer>> RlTrainer::Create(Model* policy, cons
   if (!(options.temperature > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be > 0, got ", options.temperature));
   }
+  if (options.overlong_buffer < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("overlong_buffer must be >= 0, got ", options.overlong_buffer));
+  }
+  if (options.overlong_buffer > 0 && options.max_new_tokens <= 0) {
+    return absl::InvalidArgumentError("overlong_buffer > 0 needs max_new_tokens (the rollouts' limit) > 0");
+  }
+  if (!(options.overlong_penalty >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("overlong_penalty must be >= 0, got ", options.overlong_penalty));
+  }
+  if (!(options.kl_reward_coef >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("kl_reward_coef must be >= 0, got ", options.kl_reward_coef));
+  }
+  if (options.kl_reward_coef > 0 && reference == nullptr) {
+    return absl::InvalidArgumentError("kl_reward_coef > 0 needs a reference model, got null");
+  }
   if (options.epochs < 1) return absl::InvalidArgumentError(absl::StrCat("epochs must be >= 1, got ", options.epochs));
   if (options.minibatches < 1) {
     return absl::InvalidArgumentError(absl::StrCat("minibatches must be >= 1, got ", options.minibatches));
@@ -143,6 +158,15 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
     m.reward_mean = sum / static_cast<double>(valid.size());
     for (const Trajectory* t : valid) sq += (t->reward - m.reward_mean) * (t->reward - m.reward_mean);
     m.reward_std = std::sqrt(sq / static_cast<double>(valid.size()));
+    int64_t len_sum = 0, truncated = 0;
+    for (const Trajectory* t : valid) {
+      const int64_t len = static_cast<int64_t>(t->completion.size());
+      len_sum += len;
+      m.response_length_max = std::max(m.response_length_max, len);
+      truncated += t->truncated ? 1 : 0;
+    }
+    m.response_length_mean = static_cast<double>(len_sum) / static_cast<double>(valid.size());
+    m.truncated_frac = static_cast<double>(truncated) / static_cast<double>(valid.size());
   }
 
   // 2. Staleness.
@@ -165,6 +189,31 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
   const int64_t num_groups = static_cast<int64_t>(group_index.size());
   std::vector<double> rewards(fresh.size());
   for (size_t i = 0; i < fresh.size(); ++i) rewards[i] = fresh[i]->reward;
+  // Reward shaping: the soft overlong penalty and KL in the reward.
+  if (options_.overlong_buffer > 0) {
+    double sum = 0;
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      const double pen = SoftOverlongPenalty(static_cast<int64_t>(fresh[i]->completion.size()), options_.max_new_tokens,
+                                             options_.overlong_buffer, options_.overlong_penalty);
+      rewards[i] += pen;
+      sum += pen;
+    }
+    m.overlong_penalty_mean = sum / static_cast<double>(fresh.size());
+  }
+  if (options_.kl_reward_coef > 0) {
+    SWARR_ASSIGN_OR_RETURN(std::vector<double> kl, SequenceKlToReference(fresh));
+    double sum = 0;
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      rewards[i] -= options_.kl_reward_coef * kl[i];
+      sum += kl[i];
+    }
+    m.kl_reward_mean = sum / static_cast<double>(fresh.size());
+  }
+  {
+    double sum = 0;
+    for (double r : rewards) sum += r;
+    m.reward_shaped_mean = sum / static_cast<double>(rewards.size());
+  }
   std::vector<double> adv(fresh.size());
   SWARR_RETURN_IF_ERROR(CatchTorch("RL advantages", [&]() -> absl::Status {
     const int64_t n = static_cast<int64_t>(fresh.size());
@@ -186,16 +235,23 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
     ++gsize[gid[i]];
   }
   std::vector<std::vector<size_t>> members(num_groups);  // kept trajectories per group
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    const bool uniform = options_.dynamic_sampling && gmin[gid[i]] == gmax[gid[i]];
+    if (options_.overlong_filter && fresh[i]->truncated && !uniform) {
+      ++m.trajectories_overlong_filtered;  // DAPO overlong filtering: out of the loss
+      continue;
+    }
+    members[gid[i]].push_back(i);
+  }
   std::vector<int64_t> kept_groups;
   for (int64_t g = 0; g < num_groups; ++g) {
     if (options_.dynamic_sampling && gmin[g] == gmax[g]) {
       ++m.groups_dropped_uniform;
       m.trajectories_dropped_uniform += gsize[g];
-    } else {
+    } else if (!members[g].empty()) {
       kept_groups.push_back(g);
     }
   }
-  for (size_t i = 0; i < fresh.size(); ++i) members[gid[i]].push_back(i);
   m.groups_used = static_cast<int64_t>(kept_groups.size());
   if (kept_groups.empty()) return finish();
 
@@ -339,6 +395,57 @@ absl::StatusOr<RlStepMetrics> RlTrainer::Step(std::vector<Trajectory> batch) {
     ++policy_version_;  // 7.
   }
   return finish();
+}
+
+absl::StatusOr<std::vector<double>> RlTrainer::SequenceKlToReference(const std::vector<const Trajectory*>& rows) {
+  std::vector<double> out;
+  out.reserve(rows.size());
+  const int64_t vocab = policy_->config().vocab_size;
+  SWARR_RETURN_IF_ERROR(CatchTorch("RL KL in the reward", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    for (size_t begin = 0; begin < rows.size();) {
+      size_t end = begin;
+      int64_t used = 0;
+      while (end < rows.size()) {
+        const int64_t len = static_cast<int64_t>(rows[end]->prompt.size() + rows[end]->completion.size());
+        if (end > begin && options_.micro_batch_tokens > 0 && used + len > options_.micro_batch_tokens) break;
+        used += len;
+        ++end;
+      }
+      std::vector<std::vector<int64_t>> prompts, completions;
+      for (size_t r = begin; r < end; ++r) {
+        prompts.push_back(rows[r]->prompt);
+        completions.push_back(rows[r]->completion);
+      }
+      SWARR_ASSIGN_OR_RETURN(SequenceBatch batch, PackSequences(prompts, completions, vocab));
+      const at::Tensor ref = ScoreSequences(*reference_, batch, options_.temperature, false, options_.scoring).logprobs;
+      at::Tensor beh = at::zeros_like(batch.mask);  // float32, CPU
+      auto acc = beh.accessor<float, 2>();
+      for (size_t r = begin; r < end; ++r) {
+        const int64_t start = static_cast<int64_t>(rows[r]->prompt.size()) - 1;
+        for (size_t j = 0; j < rows[r]->behaviour_logprobs.size(); ++j) {
+          acc[r - begin][start + static_cast<int64_t>(j)] = rows[r]->behaviour_logprobs[j];
+        }
+      }
+      const at::Tensor kl = SequenceKlK1(beh.to(ref.options()), ref, batch.mask).to(at::kDouble).cpu().contiguous();
+      for (int64_t i = 0; i < kl.size(0); ++i) out.push_back(kl[i].item<double>());
+      begin = end;
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> RlAlgorithmMetricFields(const RlStepMetrics& m) {
+  return {{"response_length_mean", m.response_length_mean},
+          {"response_length_max", static_cast<double>(m.response_length_max)},
+          {"truncated_frac", m.truncated_frac},
+          {"overlong_penalty_mean", m.overlong_penalty_mean},
+          {"kl_reward_mean", m.kl_reward_mean},
+          {"reward_shaped_mean", m.reward_shaped_mean},
+          {"trajectories_overlong_filtered", static_cast<double>(m.trajectories_overlong_filtered)},
+          {"trajectories_used", static_cast<double>(m.trajectories_used)},
+          {"trajectories_dropped_uniform", static_cast<double>(m.trajectories_dropped_uniform)}};
 }
 
 TrainerState RlTrainer::state() const {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +40,7 @@ struct Trajectory {
   std::vector<float> behaviour_logprobs;    // one per completion token, finite (sampler.h's definition)
   double reward = 0;                        // finite
   int64_t policy_version = 0;               // version that generated it; <= the trainer's
+  bool truncated = false;  // max_new_tokens ended it, not a stop token (overlong filtering)
 };
 
 struct RlOptions {
@@ -55,6 +57,20 @@ struct RlOptions {
   // groups). No shuffling: a Step is a deterministic function of weights, state and batch.
   int64_t minibatches = 1;
   bool dynamic_sampling = true;  // drop groups whose rewards are all equal (zero advantage)
+  // Reward shaping before advantages (docs/rl-losses.md), each off by default:
+  //  - DAPO's soft overlong penalty: with overlong_buffer > 0, SoftOverlongPenalty(completion
+  //    length, max_new_tokens, overlong_buffer, overlong_penalty) is added to the reward
+  //    (needs max_new_tokens > 0, the rollouts' limit).
+  //  - KL in the reward: r -= kl_reward_coef * sum_t (behaviour - reference log-prob) over the
+  //    completion (SequenceKlK1; needs a reference model). Beside loss.kl_coef (k3 in the loss).
+  // Dynamic sampling and the advantages see the shaped reward; reward_mean stays the raw one.
+  int64_t max_new_tokens = 0;
+  int64_t overlong_buffer = 0;
+  double overlong_penalty = 1.0;
+  double kl_reward_coef = 0.0;
+  // DAPO's overlong filtering: truncated trajectories (Trajectory::truncated) are left out of
+  // the loss; their rewards still count in their group's mean.
+  bool overlong_filter = false;
   // Drop trajectories with policy_version < policy_version() - max_staleness; < 0 = keep all.
   int64_t max_staleness = 0;
   int64_t max_seq_len = 0;  // prompt + completion tokens; 0 = no limit; longer = invalid
@@ -100,7 +116,20 @@ struct RlStepMetrics {
   // a duplicate id (the later ones), a policy_version ahead of the trainer's.
   int64_t trajectories_invalid = 0;
   std::vector<std::string> skip_reasons;  // one per invalid trajectory: "trajectory <index> (<id>): <why>"
+  // Over every valid trajectory (stale ones included): completion length and truncation.
+  double response_length_mean = 0;
+  int64_t response_length_max = 0;
+  double truncated_frac = 0;  // share with Trajectory::truncated
+  // Over the fresh trajectories: reward shaping (0 when off) and overlong filtering.
+  double overlong_penalty_mean = 0;  // mean SoftOverlongPenalty added to the reward
+  double kl_reward_mean = 0;         // mean per-sequence k1 KL to the reference (before the coef)
+  double reward_shaped_mean = 0;     // mean reward after the penalties (what advantages see)
+  int64_t trajectories_overlong_filtered = 0;  // truncated ones left out of the loss
 };
+
+// The metrics above that issue 17 added (length, truncation, shaping, filtering), as
+// (metrics.jsonl key, value) pairs for the learner service and `swarr train` to log.
+std::vector<std::pair<std::string, double>> RlAlgorithmMetricFields(const RlStepMetrics& m);
 
 class RlTrainer {
  public:
@@ -130,6 +159,8 @@ class RlTrainer {
 
  private:
   RlTrainer(Model* policy, const Model* reference, const RlOptions& options);
+  // Per row: SequenceKlK1(behaviour log-probs, reference log-probs) over its completion.
+  absl::StatusOr<std::vector<double>> SequenceKlToReference(const std::vector<const Trajectory*>& rows);
 
   Model* policy_;
   const Model* reference_;

@@ -172,6 +172,117 @@ TEST(RlTrainerTest, DynamicSamplingDropsUniformGroups) {
   EXPECT_EQ((*trainer)->optimizer().step(), 0);
 }
 
+// Four trajectories of one group: completion lengths 2, 3, 4, 1 (mean 2.5, max 4); the
+// 3- and 4-token ones hit the length limit (truncated).
+std::vector<Trajectory> LengthBatch(const Model& model, std::vector<double> rewards) {
+  std::vector<Trajectory> batch;
+  const std::vector<std::vector<int64_t>> completions = {{9, 3}, {10, 4, 5}, {11, 6, 7, 8}, {12}};
+  for (int i = 0; i < 4; ++i) {
+    batch.push_back(Make(model, absl::StrCat("len", i), "g", {5, 6, 7}, completions[i], rewards[i], 0));
+    batch.back().truncated = completions[i].size() >= 3;
+  }
+  return batch;
+}
+
+TEST(RlTrainerTest, LengthAndTruncationMetricsAndOverlongFiltering) {
+  for (bool filter : {false, true}) {
+    auto model = SharpRandomModel(Config(), 1, 2.0);
+    RlOptions o = Options();
+    o.overlong_filter = filter;
+    auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    auto m = (*trainer)->Step(LengthBatch(*model, {1, 0, 1, 0}));
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_DOUBLE_EQ(m->response_length_mean, 2.5);
+    EXPECT_EQ(m->response_length_max, 4);
+    EXPECT_DOUBLE_EQ(m->truncated_frac, 0.5);
+    // Filtering leaves the two truncated ones (3 + 4 tokens) out of the loss.
+    EXPECT_EQ(m->trajectories_overlong_filtered, filter ? 2 : 0);
+    EXPECT_EQ(m->trajectories_used, filter ? 2 : 4);
+    EXPECT_EQ(m->tokens, filter ? 2 + 1 : 2 + 3 + 4 + 1);
+    EXPECT_EQ(m->updates, 1);
+    EXPECT_DOUBLE_EQ(m->reward_shaped_mean, 0.5);  // no shaping
+    const auto fields = RlAlgorithmMetricFields(*m);
+    EXPECT_EQ(fields[0].first, "response_length_mean");
+    EXPECT_DOUBLE_EQ(fields[0].second, 2.5);
+  }
+  // Only truncated trajectories would be left: nothing to train on, no new version.
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.overlong_filter = true;
+  auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+  std::vector<Trajectory> batch = LengthBatch(*model, {1, 0, 1, 0});
+  batch.erase(batch.begin() + 3);
+  batch.erase(batch.begin());
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->trajectories_overlong_filtered, 2);
+  EXPECT_EQ(m->groups_used, 0);
+  EXPECT_EQ(m->updates, 0);
+  EXPECT_EQ((*trainer)->policy_version(), 0);
+}
+
+TEST(RlTrainerTest, SoftOverlongPenaltyShapesTheReward) {
+  // Limit 4 tokens, buffer 2, penalty 1: lengths 2, 3, 4, 1 get 0, -0.5, -1, 0. Every raw
+  // reward is 1 (a uniform group that dynamic sampling would drop); shaped 1, 0.5, 0, 1 it
+  // trains, favouring the short answers.
+  for (int64_t buffer : {0, 2}) {
+    auto model = SharpRandomModel(Config(), 1, 2.0);
+    RlOptions o = Options();
+    o.max_new_tokens = 4;
+    o.overlong_buffer = buffer;
+    auto trainer = RlTrainer::Create(model.get(), nullptr, o);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    auto m = (*trainer)->Step(LengthBatch(*model, {1, 1, 1, 1}));
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_DOUBLE_EQ(m->reward_mean, 1.0);  // the raw reward
+    EXPECT_DOUBLE_EQ(m->overlong_penalty_mean, buffer > 0 ? -1.5 / 4 : 0.0);
+    EXPECT_DOUBLE_EQ(m->reward_shaped_mean, buffer > 0 ? 2.5 / 4 : 1.0);
+    EXPECT_EQ(m->groups_used, buffer > 0 ? 1 : 0);
+    EXPECT_EQ(m->updates, buffer > 0 ? 1 : 0);
+  }
+  RlOptions o = Options();
+  o.overlong_buffer = 2;  // no max_new_tokens
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto bad = RlTrainer::Create(model.get(), nullptr, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("overlong_buffer > 0 needs max_new_tokens"));
+}
+
+TEST(RlTrainerTest, KlInTheRewardIsTheSequenceSumOfBehaviourMinusReference) {
+  // The reference has the policy's weights. Behaviour log-probs raised by 0.1 per token give
+  // a k1 KL of 0.1 x length: 0.2, 0.3, 0.4, 0.1 (mean 0.25). With kl_reward_coef 2 and raw
+  // rewards all 1, the shaped rewards are 0.6, 0.4, 0.2, 0.8 (mean 0.5): no longer uniform.
+  auto model = SharpRandomModel(Config(), 1, 2.0);
+  auto reference = SharpRandomModel(Config(), 1, 2.0);
+  RlOptions o = Options();
+  o.kl_reward_coef = 2.0;
+  auto trainer = RlTrainer::Create(model.get(), reference.get(), o);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  std::vector<Trajectory> batch = LengthBatch(*model, {1, 1, 1, 1});
+  for (Trajectory& t : batch) {
+    for (float& lp : t.behaviour_logprobs) lp += 0.1f;
+  }
+  auto m = (*trainer)->Step(batch);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_NEAR(m->kl_reward_mean, 0.25, 1e-5);  // float32 log-probs
+  EXPECT_NEAR(m->reward_shaped_mean, 0.5, 1e-5);
+  EXPECT_DOUBLE_EQ(m->reward_mean, 1.0);
+  EXPECT_EQ(m->groups_used, 1);
+  EXPECT_EQ(m->updates, 1);
+  // Behaviour == policy == reference: no penalty.
+  model = SharpRandomModel(Config(), 1, 2.0);
+  trainer = RlTrainer::Create(model.get(), reference.get(), o);
+  m = (*trainer)->Step(LengthBatch(*model, {1, 0, 1, 0}));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_NEAR(m->kl_reward_mean, 0.0, 1e-5);
+  EXPECT_NEAR(m->reward_shaped_mean, 0.5, 1e-5);
+  // It needs a reference.
+  auto bad = RlTrainer::Create(model.get(), nullptr, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("kl_reward_coef > 0 needs a reference"));
+}
+
 TEST(RlTrainerTest, StaleTrajectoriesAreDroppedAndCounted) {
   auto model = SharpRandomModel(Config(), 1, 2.0);
   RlOptions o = Options();

@@ -93,29 +93,63 @@ std::vector<nlohmann::json> JsonLines(const std::string& path) {
 
 struct EvalResult {
   std::string stage;
-  double accuracy = 0, lo = 0, hi = 0;
+  double accuracy = 0, lo = 0, hi = 0;  // greedy accuracy, Wilson 95% interval
   int64_t n = 0;
   double wf_share = 0;  // share of greedy solutions written window-friendly
   std::vector<nlohmann::json> samples;
+  // Sampled answers (eval.sampled), from the stage's metrics.jsonl; absent without them.
+  bool has_sampled = false;
+  int64_t sampled_n = 0, sampled_k = 0;
+  double temperature = 0;
+  double sampled_acc = 0, pass1 = 0, pass8 = 0;
+  std::pair<double, double> sampled_ci{0, 1}, pass1_ci{0, 1}, pass8_ci{0, 1};
+  bool has_pass8 = false;
+  double sampled_wf_share = 0;  // share of sampled solutions written window-friendly
 };
+
+std::pair<double, double> Interval(const nlohmann::json& m, const std::string& key) {
+  if (!m.contains(key) || !m[key].is_array() || m[key].size() != 2) return {0, 1};
+  return {m[key][0].get<double>(), m[key][1].get<double>()};
+}
 
 absl::StatusOr<EvalResult> ReadEval(const std::string& run_dir, const std::string& stage, int lag) {
   EvalResult r;
   r.stage = stage;
   const auto metrics = JsonLines(run_dir + "/stages/" + stage + "/metrics.jsonl");
   if (metrics.empty()) return absl::InternalError(absl::StrCat("no metrics for eval stage ", stage));
-  r.accuracy = metrics.back().value("accuracy", 0.0);
-  r.n = metrics.back().value("n", int64_t{0});
+  const nlohmann::json& m = metrics.back();
+  r.accuracy = m.value("greedy_accuracy", m.value("accuracy", 0.0));
+  r.n = m.value("greedy_n", m.value("n", int64_t{0}));
   WilsonHalf(r.accuracy, r.n, &r.lo, &r.hi);
+  if (m.contains("sampled_accuracy")) {
+    r.has_sampled = true;
+    r.sampled_n = m.value("sampled_n", int64_t{0});
+    r.sampled_k = m.value("sampled_per_problem", int64_t{0});
+    r.temperature = m.value("temperature", 1.0);
+    r.sampled_acc = m.value("sampled_accuracy", 0.0);
+    r.sampled_ci = Interval(m, "sampled_ci95");
+    r.pass1 = m.value("pass_at_1", 0.0);
+    r.pass1_ci = Interval(m, "pass_at_1_ci95");
+    r.has_pass8 = m.contains("pass_at_8");
+    r.pass8 = m.value("pass_at_8", 0.0);
+    r.pass8_ci = Interval(m, "pass_at_8_ci95");
+  }
   r.samples = JsonLines(run_dir + "/stages/" + stage + "/samples.jsonl");
-  int64_t wf = 0, total = 0;
+  int64_t wf = 0, total = 0, swf = 0, stotal = 0;
   for (const auto& s : r.samples) {
     for (const auto& sample : s["samples"]) {
       wf += window_task::IsWindowFriendly(sample.value("text", ""), lag);
       ++total;
     }
+    if (s.contains("sampled")) {
+      for (const auto& sample : s["sampled"]) {
+        swf += window_task::IsWindowFriendly(sample.value("text", ""), lag);
+        ++stotal;
+      }
+    }
   }
   r.wf_share = total > 0 ? static_cast<double>(wf) / static_cast<double>(total) : 0;
+  r.sampled_wf_share = stotal > 0 ? static_cast<double>(swf) / static_cast<double>(stotal) : 0;
   return r;
 }
 
@@ -243,6 +277,30 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
                             {"kv_length", eval_len},
                             {"rl_steps", static_cast<int64_t>(rl_lines.size())},
                             {"wall_seconds", wall_seconds}};
+  // Sampled accuracy and pass@k per model (eval.sampled), null where a stage drew no samples.
+  auto ci_json = [](const std::pair<double, double>& ci) { return nlohmann::json::array({ci.first, ci.second}); };
+  for (const auto& [prefix, e] : {std::pair<const char*, const EvalResult*>{"sa", &sa}, {"swa_sft", &sft}, {"swa_rl", &rl}}) {
+    const std::string p = prefix;
+    if (!e->has_sampled) {
+      for (const char* k : {"_sampled_acc", "_pass_at_1", "_pass_at_8"}) results[p + k] = nullptr;
+      continue;
+    }
+    results[p + "_sampled_acc"] = e->sampled_acc;
+    results[p + "_sampled_acc_ci95"] = ci_json(e->sampled_ci);
+    results[p + "_pass_at_1"] = e->pass1;
+    results[p + "_pass_at_1_ci95"] = ci_json(e->pass1_ci);
+    results[p + "_pass_at_8"] = e->has_pass8 ? nlohmann::json(e->pass8) : nlohmann::json(nullptr);
+    if (e->has_pass8) results[p + "_pass_at_8_ci95"] = ci_json(e->pass8_ci);
+    results[p + "_sampled_window_friendly_share"] = e->sampled_wf_share;
+  }
+  if (rl.has_sampled) {
+    results["eval_sampled_n"] = rl.sampled_n;
+    results["eval_samples_per_problem"] = rl.sampled_k;
+    results["eval_temperature"] = rl.temperature;
+  }
+  results["ci_method"] =
+      "greedy: Wilson score 95%; sampled accuracy and pass@k (unbiased estimator): percentile bootstrap over "
+      "problems, 2000 resamples, 95%";
   const double gap = sa.accuracy - sft.accuracy;
   results["criterion_met"] = gap >= 0.20 && (rl.accuracy - sft.accuracy) >= 0.5 * gap;
   SWARR_RETURN_IF_ERROR(WriteText(run_dir + "/results.json", results.dump(2) + "\n"));
@@ -262,6 +320,31 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
   row("SA (full attention)", sa, kv_sa);
   row(absl::StrCat("SWA after SFT (W = ", window, ")").c_str(), sft, kv_swa);
   row(absl::StrCat("SWA after RL (W = ", window, ")").c_str(), rl, kv_swa);
+  if (rl.has_sampled) {
+    absl::StrAppendFormat(&md,
+                          "\n### Sampled answers: %d samples per problem at temperature %.2f (the RL temperature), "
+                          "first %d problems\n\n| model | sampled accuracy (= pass@1) [95%%] | pass@8 [95%%] | "
+                          "window-friendly samples |\n|---|---|---|---|\n",
+                          rl.sampled_k, rl.temperature, rl.sampled_n);
+    auto srow = [&](const std::string& name, const EvalResult& e) {
+      if (!e.has_sampled) {
+        absl::StrAppend(&md, "| ", name, " | — | — | — |\n");
+        return;
+      }
+      absl::StrAppendFormat(&md, "| %s | %.3f [%.3f, %.3f] | %s | %.2f |\n", name, e.sampled_acc, e.sampled_ci.first,
+                            e.sampled_ci.second,
+                            e.has_pass8 ? absl::StrFormat("%.3f [%.3f, %.3f]", e.pass8, e.pass8_ci.first, e.pass8_ci.second)
+                                        : std::string("—"),
+                            e.sampled_wf_share);
+    };
+    srow("SA (full attention)", sa);
+    srow(absl::StrCat("SWA after SFT (W = ", window, ")"), sft);
+    srow(absl::StrCat("SWA after RL (W = ", window, ")"), rl);
+    absl::StrAppend(&md,
+                    "\nGreedy intervals: Wilson score. Sampled accuracy and pass@k (unbiased estimator, "
+                    "1 − C(n−c, k)/C(n, k) per problem): percentile bootstrap over problems (2000 resamples), "
+                    "since a problem's samples are not independent.\n");
+  }
   absl::StrAppendFormat(&md,
                         "\n%d held-out problems (never in training data). SA − SWA-SFT = %.1f points; RL "
                         "recovered %.1f of them (%.0f%% of the gap). The demo's criterion (gap ≥ 20 points, "
@@ -304,6 +387,30 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
   SWARR_RETURN_IF_ERROR(WriteText(run_dir + "/report.md", md));
   *results_out = results;
   return absl::OkStatus();
+}
+
+// The terminal's lines for sampled accuracy and pass@8 ("" without sampled answers).
+std::string SampledLines(const nlohmann::json& results) {
+  if (!results.contains("eval_samples_per_problem")) return "";
+  std::string out = absl::StrFormat("%d samples per problem at temperature %.2f, first %d problems:\n",
+                                    results["eval_samples_per_problem"].get<int64_t>(),
+                                    results["eval_temperature"].get<double>(), results["eval_sampled_n"].get<int64_t>());
+  absl::StrAppendFormat(&out, "%-28s %9s  %-14s %9s  %s\n", "model", "sampled", "95% interval", "pass@8", "95% interval");
+  for (const auto& [prefix, name] : {std::pair<const char*, const char*>{"sa", "SA (full attention)"},
+                                     {"swa_sft", "SWA after SFT"}, {"swa_rl", "SWA after RL"}}) {
+    const std::string p = prefix;
+    if (!results[p + "_sampled_acc"].is_number()) continue;
+    const auto& ci = results[p + "_sampled_acc_ci95"];
+    std::string pass8 = "-", pass8_ci;
+    if (results[p + "_pass_at_8"].is_number()) {
+      pass8 = absl::StrFormat("%.3f", results[p + "_pass_at_8"].get<double>());
+      pass8_ci = absl::StrFormat("[%.2f, %.2f]", results[p + "_pass_at_8_ci95"][0].get<double>(),
+                                 results[p + "_pass_at_8_ci95"][1].get<double>());
+    }
+    absl::StrAppendFormat(&out, "%-28s %9.3f  %-14s %9s  %s\n", name, results[p + "_sampled_acc"].get<double>(),
+                          absl::StrFormat("[%.2f, %.2f]", ci[0].get<double>(), ci[1].get<double>()), pass8, pass8_ci);
+  }
+  return out;
 }
 
 }  // namespace
@@ -414,6 +521,7 @@ int RunDemo(const std::vector<std::string>& argv) {
                                absl::StrCat("SWA after RL (W=", results["window"].get<int64_t>(), ")"),
                                results["swa_rl_acc"].get<double>(), ci("swa_rl_acc_ci95"),
                                results["window_friendly_share_after_rl"].get<double>())
+            << SampledLines(results)
             << absl::StrFormat("KV cache per sequence at %d tokens: SA %d bytes, SWA %d bytes\n",
                                results["kv_length"].get<int64_t>(), results["kv_bytes_per_seq_sa"].get<int64_t>(),
                                results["kv_bytes_per_seq_swa"].get<int64_t>())

@@ -26,7 +26,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
   const v1::RlConfig& cfg = stage.rl();
   SWARR_ASSIGN_OR_RETURN(auto policy, LoadStageModel(stage.model(), stage.seed(), resume));
   std::unique_ptr<Model> reference;
-  if (cfg.kl_coef() > 0) {
+  if (cfg.kl_coef() > 0 || cfg.kl_reward_coef() > 0) {
     SWARR_ASSIGN_OR_RETURN(reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
   SWARR_ASSIGN_OR_RETURN(std::unique_ptr<PromptSet> data, PromptSet::Open(stage.data(), stage.model().path()));
@@ -135,6 +135,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
                            {"groups_dropped_uniform", m.groups_dropped_uniform},
                            {"trajectories_invalid", m.trajectories_invalid},
                            {"seconds", secs}});
+    for (const auto& [key, value] : RlAlgorithmMetricFields(m)) fields[key] = value;
     fields.update(PeakMemoryFields(*policy));
     log->Write(fields.dump());
     progress.Update(absl::StrCat("step ", m.step, "  reward ", absl::StrFormat("%.3f", m.reward_mean), "  kl ",

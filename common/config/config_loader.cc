@@ -681,6 +681,14 @@ void CheckRl(const swarr::v1::RlConfig& rl, Problems* p) {
   p->OneOf("rl.reward", rl.reward(), {"verifier", "exact", "lagsum"});
   p->NonNegative("rl.max_staleness", rl.max_staleness());
   p->NonNegative("rl.max_uniform_batches", rl.max_uniform_batches());
+  p->NonNegative("rl.entropy_coef", rl.entropy_coef());
+  p->NonNegative("rl.kl_reward_coef", rl.kl_reward_coef());
+  p->NonNegative("rl.overlong_buffer", rl.overlong_buffer());
+  if (rl.max_new_tokens() > 0 && rl.overlong_buffer() > rl.max_new_tokens()) {
+    p->Add("rl.overlong_buffer", absl::StrCat("must be <= rl.max_new_tokens (", rl.max_new_tokens(), "), got ",
+                                              rl.overlong_buffer()));
+  }
+  if (rl.has_overlong_penalty()) p->NonNegative("rl.overlong_penalty", rl.overlong_penalty());
 }
 
 void CheckEval(const swarr::v1::EvalConfig& eval, Problems* p) {

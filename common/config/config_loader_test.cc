@@ -474,6 +474,24 @@ TEST(ValidateStageTest, RequiredPiecesAndCrossFieldRules) {
   EXPECT_THAT(message, HasSubstr("rl.max_importance_weight: must be 0 (off) or >= 1, got 0.5"));
   EXPECT_THAT(message, HasSubstr("rl.minibatches: must be <= prompts_per_step * samples_per_prompt (256)"));
 
+  // The RL algorithm's options (issue 17).
+  stage = ValidRlStage();
+  stage.mutable_rl()->set_entropy_coef(-0.1);
+  stage.mutable_rl()->set_kl_reward_coef(-1);
+  stage.mutable_rl()->set_overlong_buffer(stage.rl().max_new_tokens() + 1);
+  stage.mutable_rl()->set_overlong_penalty(-2);
+  message = ValidationError(stage);
+  EXPECT_THAT(message, HasSubstr("rl.entropy_coef: must be >= 0, got -0.1"));
+  EXPECT_THAT(message, HasSubstr("rl.kl_reward_coef: must be >= 0, got -1"));
+  EXPECT_THAT(message, HasSubstr("rl.overlong_buffer: must be <= rl.max_new_tokens"));
+  EXPECT_THAT(message, HasSubstr("rl.overlong_penalty: must be >= 0, got -2"));
+  stage = ValidRlStage();
+  stage.mutable_rl()->set_entropy_coef(0.01);
+  stage.mutable_rl()->set_kl_reward_coef(0.05);
+  stage.mutable_rl()->set_overlong_filter(true);
+  stage.mutable_rl()->set_overlong_buffer(stage.rl().max_new_tokens() / 4);
+  EXPECT_TRUE(ValidateStage(stage).ok()) << ValidateStage(stage);
+
   Stage eval;
   ASSERT_TRUE(ParseYamlConfig("eval: {greedy: true, samples_per_problem: 4, max_new_tokens: 8}\n"
                               "model: {path: m}\ndata: {format: gsm8k, path: d.jsonl}\n",
@@ -483,6 +501,24 @@ TEST(ValidateStageTest, RequiredPiecesAndCrossFieldRules) {
             "eval.samples_per_problem: greedy decoding gives one answer per problem; got 4 samples");
   eval.mutable_eval()->set_samples_per_problem(1);
   EXPECT_TRUE(ValidateStage(eval).ok()) << ValidateStage(eval);  // eval needs no lr or stop budget
+
+  // Greedy and sampled answers in one stage (issue 17).
+  ASSERT_TRUE(ParseYamlConfig("eval: {num_problems: 50, greedy: true, sampled: 8, sampled_problems: 20, "
+                              "temperature: 1.0, max_new_tokens: 8}\n"
+                              "model: {path: m}\ndata: {format: gsm8k, path: d.jsonl}\n",
+                              &eval)
+                  .ok());
+  EXPECT_TRUE(ValidateStage(eval).ok()) << ValidateStage(eval);
+  eval.mutable_eval()->set_sampled_problems(60);
+  EXPECT_EQ(ValidationError(eval), "eval.sampled_problems: must be <= eval.num_problems (50), got 60");
+  eval.mutable_eval()->set_sampled_problems(0);
+  eval.mutable_eval()->set_greedy(false);
+  EXPECT_THAT(ValidationError(eval), HasSubstr("eval.sampled: sampled answers beside the greedy one need greedy: true"));
+  eval.mutable_eval()->set_sampled(-2);
+  EXPECT_THAT(ValidationError(eval), HasSubstr("eval.sampled: must be >= 0, got -2"));
+  eval.mutable_eval()->set_sampled(0);
+  eval.mutable_eval()->set_sampled_problems(5);
+  EXPECT_EQ(ValidationError(eval), "eval.sampled_problems: needs eval.sampled > 0");
 }
 
 TEST(ValidatePipelineTest, NamesAndStages) {

@@ -105,6 +105,7 @@ Trajectory FromProto(const v1::Trajectory& t) {
   out.behaviour_logprobs.assign(t.behaviour_logprobs().begin(), t.behaviour_logprobs().end());
   out.reward = t.reward();
   out.policy_version = t.policy_version();
+  out.truncated = !t.stopped();
   return out;
 }
 
@@ -118,6 +119,7 @@ v1::Trajectory ToProto(const Trajectory& t, int32_t group_size) {
   for (float lp : t.behaviour_logprobs) out.add_behaviour_logprobs(lp);
   out.set_reward(t.reward);
   out.set_policy_version(t.policy_version);
+  out.set_stopped(!t.truncated);
   return out;
 }
 
@@ -465,7 +467,7 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
   std::string resume;
   if (absl::StatusOr<std::string> latest = LatestCheckpoint(ctx.checkpoints_dir); latest.ok()) resume = *latest;
   SWARR_ASSIGN_OR_RETURN(run->policy, LoadStageModel(stage.model(), stage.seed(), resume));
-  if (stage.rl().kl_coef() > 0) {
+  if (stage.rl().kl_coef() > 0 || stage.rl().kl_reward_coef() > 0) {
     SWARR_ASSIGN_OR_RETURN(run->reference, LoadStageModel(stage.model(), stage.seed(), ""));
   }
   SWARR_RETURN_IF_ERROR(CheckStageFitsMemory(stage, *run->policy, RlMicroBatchTokens(stage)));
@@ -673,6 +675,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
                            {"groups_dropped_uniform", m->groups_dropped_uniform},
                            {"trajectories_invalid", m->trajectories_invalid},
                            {"seconds", secs}});
+    for (const auto& [key, value] : RlAlgorithmMetricFields(*m)) fields[key] = value;
     fields.update(PeakMemoryFields(*policy));
     const std::string line = fields.dump();
     const bool all_uniform = uniform.Observe(*m, batch_lo, batch_hi);
@@ -700,6 +703,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     metrics_->reward.Set(m->reward_mean);
     metrics_->kl.Set(m->kl);
     metrics_->clip_fraction.Set(m->clip_frac);
+    for (const auto& [key, value] : RlAlgorithmMetricFields(*m)) metrics_->SetRl(key, value);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (blob) {

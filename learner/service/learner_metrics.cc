@@ -1,5 +1,7 @@
 #include "learner/service/learner_metrics.h"
 
+#include "learner/rl_trainer.h"
+
 namespace swarr {
 namespace {
 
@@ -47,6 +49,11 @@ LearnerMetrics::LearnerMetrics(prometheus::Registry& r)
                         "equal): no update was made")),
       uniform_batches_in_a_row(G(r, "swarr_learner_uniform_batches_consecutive",
                                  "rl batches in a row with every group dropped as uniform (the stage fails at "
-                                 "rl.max_uniform_batches)")) {}
+                                 "rl.max_uniform_batches)")) {
+  for (const auto& [key, value] : RlAlgorithmMetricFields(RlStepMetrics{})) {
+    const std::string name = "swarr_learner_rl_" + key;
+    rl_step[key] = &G(r, name.c_str(), ("The last rl step's " + key + " (docs/learner.md, metrics.jsonl)").c_str());
+  }
+}
 
 }  // namespace swarr

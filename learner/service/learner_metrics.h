@@ -3,6 +3,9 @@
 #ifndef SWARR_LEARNER_SERVICE_LEARNER_METRICS_H_
 #define SWARR_LEARNER_SERVICE_LEARNER_METRICS_H_
 
+#include <map>
+#include <string>
+
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -32,6 +35,15 @@ struct LearnerMetrics {
   // (the stage fails at rl.max_uniform_batches; reset by a batch with a group to train on).
   prometheus::Counter& uniform_batches;          // swarr_learner_uniform_batches_total
   prometheus::Gauge& uniform_batches_in_a_row;   // swarr_learner_uniform_batches_consecutive
+  // The last rl step's RlAlgorithmMetricFields (learner/rl_trainer.h) as gauges
+  // swarr_learner_rl_<key>: response_length_mean / _max, truncated_frac, overlong_penalty_mean,
+  // kl_reward_mean, reward_shaped_mean, trajectories_overlong_filtered, trajectories_used,
+  // trajectories_dropped_uniform. SetRl ignores an unknown key.
+  std::map<std::string, prometheus::Gauge*> rl_step;
+  void SetRl(const std::string& key, double value) const {
+    auto it = rl_step.find(key);
+    if (it != rl_step.end()) it->second->Set(value);
+  }
 };
 
 }  // namespace swarr

@@ -107,6 +107,11 @@ void RolloutEngine::SetFetcher(FetchWeightsFn fetch) {
   fetch_ = std::move(fetch);
 }
 
+void RolloutEngine::SetDeviceFetcher(FetchDeviceWeightsFn fetch) {
+  absl::MutexLock lock(&mu_);
+  device_fetch_ = std::move(fetch);
+}
+
 void RolloutEngine::SetWorkerId(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   worker_id_ = worker_id;
@@ -621,27 +626,55 @@ void RolloutEngine::EngineLoop() {
 absl::StatusOr<LoadResult> RolloutEngine::RunLoad(const LoadJob& job) {
   const absl::Time start = absl::Now();
   FetchWeightsFn fetch;
+  FetchDeviceWeightsFn device_fetch;
   {
     absl::MutexLock lock(&mu_);
     fetch = fetch_;
+    device_fetch = device_fetch_;
     if (!job.request.latest() && config_.has_value() && loaded_.version() == job.request.version() &&
         (job.request.learner_incarnation().empty() ||
          job.request.learner_incarnation() == loaded_.learner_incarnation())) {
       return LoadResult{loaded_, 0, 0};
     }
   }
-  if (!fetch) return absl::UnavailableError("the learner's address is not known yet (not registered)");
-  absl::StatusOr<WeightsBlob> blob = fetch(job.request);
-  if (!blob.ok()) return blob.status();
-  const int64_t bytes = static_cast<int64_t>(blob->data.size());
-  metrics_->weight_sync_bytes.Increment(static_cast<double>(bytes));
-  {
-    absl::MutexLock lock(&mu_);
-    if (config_.has_value() && SameVersion(blob->version, loaded_)) return LoadResult{loaded_, SecondsSince(start), bytes};
+  // Same host first (CUDA IPC: a device-to-device copy), the network otherwise.
+  absl::StatusOr<DecodedWeights> decoded = absl::UnavailableError("not fetched");
+  bool via_ipc = false;
+  if (device_fetch) {
+    absl::StatusOr<std::shared_ptr<DecodedWeights>> d = device_fetch(job.request);
+    if (d.ok() && *d != nullptr) {
+      decoded = std::move(**d);
+      via_ipc = true;
+    } else {
+      const std::string why = d.ok() ? std::string("no weights") : d.status().ToString();
+      if (why != device_fetch_last_error_) {
+        std::cerr << "rollout: same-host weight handoff unavailable (" << why << "); loading over GetWeights\n";
+        device_fetch_last_error_ = why;
+      }
+    }
   }
-  auto decoded = CatchTorch("decoding weights", [&] { return DecodeWeights(*blob); });
-  blob = absl::UnknownError("released");  // free the transfer before building tensors on the device
-  if (!decoded.ok()) return decoded.status();
+  int64_t bytes = 0;
+  if (via_ipc) {
+    bytes = decoded->bytes;
+    metrics_->weight_sync_bytes.Increment(static_cast<double>(bytes));
+    absl::MutexLock lock(&mu_);
+    if (config_.has_value() && SameVersion(decoded->version, loaded_)) {
+      return LoadResult{loaded_, SecondsSince(start), bytes, true};
+    }
+  } else {
+    if (!fetch) return absl::UnavailableError("the learner's address is not known yet (not registered)");
+    absl::StatusOr<WeightsBlob> blob = fetch(job.request);
+    if (!blob.ok()) return blob.status();
+    bytes = static_cast<int64_t>(blob->data.size());
+    metrics_->weight_sync_bytes.Increment(static_cast<double>(bytes));
+    {
+      absl::MutexLock lock(&mu_);
+      if (config_.has_value() && SameVersion(blob->version, loaded_)) return LoadResult{loaded_, SecondsSince(start), bytes};
+    }
+    decoded = CatchTorch("decoding weights", [&] { return DecodeWeights(*blob); });
+    blob = absl::UnknownError("released");  // free the transfer before building tensors on the device
+    if (!decoded.ok()) return decoded.status();
+  }
   auto install = std::make_unique<Install>();
   bool in_place;
   {
@@ -670,7 +703,7 @@ absl::StatusOr<LoadResult> RolloutEngine::RunLoad(const LoadJob& job) {
   if (!st.ok()) return st;
   const double seconds = SecondsSince(start);
   metrics_->weight_sync_seconds.Observe(seconds);
-  return LoadResult{version, seconds, bytes};
+  return LoadResult{version, seconds, bytes, via_ipc};
 }
 
 void RolloutEngine::LoaderLoop() {
@@ -690,7 +723,7 @@ void RolloutEngine::LoaderLoop() {
                 << "), keeping version " << VersionString(before) << ": " << result.status() << "\n";
     } else if (!SameVersion(before, result->loaded)) {
       std::cerr << "rollout: loaded weight version " << VersionString(result->loaded) << " in "
-                << result->seconds << " s (" << result->bytes << " bytes)\n";
+                << result->seconds << " s (" << result->bytes << " bytes" << (result->ipc ? ", CUDA IPC" : "") << ")\n";
     }
     mu_.Lock();
     if (job.automatic) {

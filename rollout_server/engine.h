@@ -95,6 +95,7 @@ struct LoadResult {
   v1::WeightVersion loaded;
   double seconds = 0;  // fetch + decode + swap
   int64_t bytes = 0;   // transferred (0 when the version was already loaded)
+  bool ipc = false;    // through the device fetcher (CUDA IPC), not GetWeights
 };
 
 struct EngineStats {
@@ -108,6 +109,10 @@ struct EngineStats {
 
 // Fetches one version from the learner (Learner.GetWeights).
 using FetchWeightsFn = std::function<absl::StatusOr<WeightsBlob>(const v1::GetWeightsRequest&)>;
+// Fetches one version already on the engine's device (same-host CUDA IPC,
+// rollout_server/weights_ipc.h).
+using FetchDeviceWeightsFn =
+    std::function<absl::StatusOr<std::shared_ptr<DecodedWeights>>(const v1::GetWeightsRequest&)>;
 
 class RolloutEngine {
  public:
@@ -211,6 +216,8 @@ class RolloutEngine {
   int64_t max_tokens_ ABSL_GUARDED_BY(mu_);
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
   FetchWeightsFn fetch_ ABSL_GUARDED_BY(mu_);
+  FetchDeviceWeightsFn device_fetch_ ABSL_GUARDED_BY(mu_);
+  std::string device_fetch_last_error_;  // loader thread only
 
   // Groups.
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;

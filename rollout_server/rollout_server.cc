@@ -6,10 +6,13 @@
 #include <iostream>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/model/cuda_ipc.h"
 #include "common/model/runtime.h"
 #include "common/rpc/status.h"
 #include "common/util/status_macros.h"
+#include "rollout_server/weights_ipc.h"
 
 namespace swarr {
 namespace {
@@ -74,6 +77,24 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
     // A weight transfer is large: give it more than a unary call.
     return FetchWeights(*stub, req, self->options_.security, limits, std::max(120.0, limits.deadline_seconds));
   });
+  // A rollout server on a GPU first asks for the learner's device buffer (same host: a
+  // device-to-device copy, docs/weight-sync.md); GetWeights stays the fallback.
+  if (options.device.rfind("cuda", 0) == 0 && CudaIpcAvailable()) {
+    s->engine_->SetDeviceFetcher(
+        [self](const v1::GetWeightsRequest& req) -> absl::StatusOr<std::shared_ptr<DecodedWeights>> {
+          std::shared_ptr<v1::Learner::StubInterface> stub;
+          RpcLimits limits;
+          {
+            absl::MutexLock lock(&self->mu_);
+            stub = self->learner_;
+            limits = self->client_limits_;
+          }
+          if (stub == nullptr) return absl::UnavailableError("the learner's address is not known yet");
+          SWARR_ASSIGN_OR_RETURN(DecodedWeights w,
+                                 FetchWeightsIpc(*stub, req, self->options_.device, self->options_.security, limits));
+          return std::make_shared<DecodedWeights>(std::move(w));
+        });
+  }
 
   PusherOptions po;
   po.backoff_initial_seconds = options.backoff_initial_seconds;

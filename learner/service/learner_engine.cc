@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <limits>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -166,6 +168,9 @@ int64_t LearnerEngine::NextVersionLocked() const { return std::max(run_latest_, 
 
 void LearnerEngine::EvictLocked() {
   while (static_cast<int64_t>(versions_.size()) > keep_versions_) versions_.erase(versions_.begin());
+  while (!ipc_versions_.empty() && (versions_.empty() || ipc_versions_.begin()->first < versions_.begin()->first)) {
+    ipc_versions_.erase(ipc_versions_.begin());
+  }
 }
 
 absl::Status LearnerEngine::PublishModel(const Model& model, int64_t version) {
@@ -173,10 +178,22 @@ absl::Status LearnerEngine::PublishModel(const Model& model, int64_t version) {
   v.set_version(version);
   v.set_learner_incarnation(incarnation_);
   SWARR_ASSIGN_OR_RETURN(WeightsBlob blob, SerializeModelWeights(model, v));
+  // A model on a GPU is also exported for same-host rollout servers (GetWeightsIpc); where
+  // that fails, they use GetWeights and the error says why.
+  std::optional<absl::StatusOr<std::shared_ptr<const IpcWeights>>> ipc;
+  if (model.device().is_cuda()) {
+    ipc = ExportWeightsIpc(model, blob);
+    if (!ipc->ok()) std::cerr << "learner: version " << version << " not exported for CUDA IPC: " << ipc->status() << "\n";
+  }
   auto shared = std::make_shared<const WeightsBlob>(std::move(blob));
   {
     std::lock_guard<std::mutex> lock(mu_);
     versions_[version] = std::move(shared);
+    if (ipc.has_value()) {
+      ipc_versions_.insert_or_assign(version, *std::move(ipc));
+    } else {
+      ipc_versions_.erase(version);
+    }
     latest_ = version;
     if (first_published_ < 0 || version < first_published_) first_published_ = version;
     run_latest_ = std::max(run_latest_, version);
@@ -1013,6 +1030,29 @@ absl::StatusOr<std::shared_ptr<const WeightsBlob>> LearnerEngine::GetWeights(
                                                       versions_.begin()->first, " (newest ", latest_, ")"));
   }
   return it->second;
+}
+
+absl::StatusOr<v1::CudaIpcWeights> LearnerEngine::GetWeightsIpc(const v1::GetWeightsRequest& request) const {
+  // The same version rules as GetWeights.
+  absl::StatusOr<std::shared_ptr<const WeightsBlob>> blob = GetWeights(request);
+  if (!blob.ok()) return blob.status();
+  const int64_t v = (*blob)->version.version();
+  std::shared_ptr<const IpcWeights> ipc;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ipc_versions_.find(v);
+    if (it == ipc_versions_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("version ", v, " was published from a model not on a GPU: no CUDA IPC buffer; use GetWeights"));
+    }
+    if (!it->second.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("version ", v, " has no CUDA IPC buffer (",
+                                                        it->second.status().message(), "); use GetWeights"));
+    }
+    ipc = *it->second;
+  }
+  SWARR_RETURN_IF_ERROR(CheckIpcCaller(request, ipc->meta));
+  return ipc->meta;
 }
 
 int64_t LearnerEngine::weight_chunk_bytes() const {

@@ -52,6 +52,7 @@
 #include "learner/service/learner_metrics.h"
 #include "learner/service/run_state.h"
 #include "learner/service/trajectory_checks.h"
+#include "learner/service/weights_ipc.h"
 #include "proto/swarr/v1/learner.pb.h"
 
 namespace prometheus {
@@ -96,6 +97,10 @@ class LearnerEngine {
   // The serialized weights GetWeights streams. kNotFound: never published by this incarnation
   // (or another incarnation named); kFailedPrecondition: no longer kept (names the oldest kept).
   absl::StatusOr<std::shared_ptr<const WeightsBlob>> GetWeights(const v1::GetWeightsRequest& request) const;
+  // Learner.GetWeightsIpc: the same version as GetWeights (same errors) as a CUDA IPC buffer,
+  // for a caller on this host. kFailedPrecondition where it cannot work (the model was not on
+  // a GPU when published, no CUDA, another host): the caller uses GetWeights.
+  absl::StatusOr<v1::CudaIpcWeights> GetWeightsIpc(const v1::GetWeightsRequest& request) const;
   // rpc.weight_chunk_bytes of the pipeline (4 MiB until one is known).
   int64_t weight_chunk_bytes() const;
   // Counts bytes a GetWeights stream sent (swarr_learner_weights_served_bytes_total).
@@ -195,6 +200,9 @@ class LearnerEngine {
 
   // Versions of this incarnation.
   std::map<int64_t, std::shared_ptr<const WeightsBlob>> versions_ ABSL_GUARDED_BY(mu_);
+  // The kept versions of a model on a GPU, also as CUDA IPC buffers (GetWeightsIpc); a version
+  // whose export failed has its error instead.
+  std::map<int64_t, absl::StatusOr<std::shared_ptr<const IpcWeights>>> ipc_versions_ ABSL_GUARDED_BY(mu_);
   int64_t latest_ ABSL_GUARDED_BY(mu_) = -1;           // newest published by this incarnation
   int64_t first_published_ ABSL_GUARDED_BY(mu_) = -1;  // oldest published by this incarnation
   int64_t run_latest_ ABSL_GUARDED_BY(mu_) = -1;       // newest published in the run (state.json)

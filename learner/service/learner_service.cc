@@ -80,6 +80,17 @@ grpc::Status LearnerService::GetWeights(grpc::ServerContext* context, const v1::
   });
 }
 
+grpc::Status LearnerService::GetWeightsIpc(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
+                                           v1::CudaIpcWeights* response) {
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("GetWeightsIpc", [&] {
+    absl::StatusOr<v1::CudaIpcWeights> r = engine_->GetWeightsIpc(*request);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  });
+}
+
 grpc::Status LearnerService::GetStatus(grpc::ServerContext* context, const v1::GetLearnerStatusRequest* request,
                                        v1::LearnerStatus* response) {
   (void)request;

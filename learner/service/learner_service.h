@@ -63,6 +63,8 @@ class LearnerService final : public v1::Learner::Service {
                                 v1::PushTrajectoriesResponse* response) override;
   grpc::Status GetWeights(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
                           grpc::ServerWriter<v1::WeightsChunk>* writer) override;
+  grpc::Status GetWeightsIpc(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
+                            v1::CudaIpcWeights* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetLearnerStatusRequest* request,
                          v1::LearnerStatus* response) override;
   grpc::Status StartStage(grpc::ServerContext* context, const v1::StartStageRequest* request,

@@ -13,7 +13,7 @@
 #            rollouts pushed trajectories, that killing one rollout container (SIGKILL, while it
 #            is generating, in the rl stage) loses nothing (summary.json: every rl trajectory
 #            trained once, none twice, its groups re-assigned), then `down -v` leaves nothing
-#   kube     deploy/k8s rendered by `kubectl kustomize`, turned into what `podman kube play` runs
+#   kube     deploy/k8s/overlays/cpu rendered by `kubectl kustomize`, turned into what `podman kube play` runs
 #            (tests/deploy/kube_testcopy.py: Job/StatefulSet -> Pods named as the Services, no
 #            host ports), 3 rollout pods, the pipeline to the end (summary.json), then torn down
 # Exit 0: passed; 1: failed (logs kept in the printed folder); 77: cannot run here (not root, no
@@ -264,7 +264,7 @@ if has_phase kube; then
   if ! command -v kubectl > /dev/null; then
     fail "kube: kubectl missing (it renders deploy/k8s with kustomize); SWARR_DEPLOY_PHASES='image compose' skips this phase"
   fi
-  kubectl kustomize deploy/k8s > "$W/rendered.yaml"
+  kubectl kustomize deploy/k8s/overlays/cpu > "$W/rendered.yaml"
   SWARR_ROLLOUT_REPLICAS=$ROLLOUTS $PY tests/deploy/kube_testcopy.py "$W/rendered.yaml" "$W/play.yaml" 2> "$W/logs/kube-testcopy.log" \
     || { cat "$W/logs/kube-testcopy.log"; fail "kube: test copy"; }
   cp "$W/play.yaml" "$W/logs/play.yaml"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Turns the rendered Kubernetes manifests (kubectl kustomize deploy/k8s) into what
+"""Turns the rendered Kubernetes manifests (kubectl kustomize deploy/k8s/overlays/cpu) into what
 `podman kube play` (4.3) can run, changing only what podman lacks (../shared/docs/CONTAINERS.md):
 
 - Job and StatefulSet are not supported: each becomes a bare Pod with the same pod spec, named
@@ -13,7 +13,8 @@
   server then names itself after its hostname, which is the pod name anyway).
 - The token Secret, which a user creates with kubectl, is added with a test token, and secret
   volumes get `optional: false` (podman 4.3 crashes on an unset optional).
-- Service, PodDisruptionBudget and NetworkPolicy are dropped (podman does not implement them).
+- Namespace, Service, PodDisruptionBudget and NetworkPolicy are dropped (podman does not
+  implement them; podman ignores metadata.namespace).
 - SWARR_ROLLOUT_REPLICAS (env) overrides the rollout replica count.
 
 Usage: kube_testcopy.py RENDERED.yaml OUT.yaml   (prints what it changed on stderr)
@@ -56,7 +57,7 @@ def main():
             sys.exit(f"kube_testcopy: no {want} in {src}: the manifests changed, update this script")
     for d in docs:
         kind, name = d["kind"], d["metadata"]["name"]
-        if kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        if kind in ("Namespace", "Service", "PodDisruptionBudget", "NetworkPolicy"):
             note(f"{kind} {name} dropped")
             continue
         if kind in ("ConfigMap", "PersistentVolumeClaim"):

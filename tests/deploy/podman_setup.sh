@@ -1,6 +1,7 @@
 #!/bin/bash
 # Sets up podman on a Debian 12 machine as ../shared/docs/CONTAINERS.md measured it, idempotently:
-#   1. the packages (podman runc crun fuse-overlayfs slirp4netns uidmap debootstrap docker-compose);
+#   1. the packages (podman runc crun fuse-overlayfs slirp4netns uidmap debootstrap docker-compose,
+#      catatonit for the pods' pause image, python3-yaml jq curl for the test);
 #   2. /etc/containers/containers.conf with the two VM quirks (nofile/nproc ulimits, runc +
 #      cgroupfs) - only when the file has no [engine] runtime yet (an existing config is kept);
 #   3. the base image localhost/debian:bookworm from debootstrap (kept: `podman image exists`
@@ -9,7 +10,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "podman_setup: needs root" >&2; exit 2; }
 command -v apt-get >/dev/null || { echo "podman_setup: needs apt-get (Debian)" >&2; exit 2; }
-PKGS="podman runc crun fuse-overlayfs slirp4netns uidmap debootstrap docker-compose"
+PKGS="podman runc crun fuse-overlayfs slirp4netns uidmap debootstrap docker-compose catatonit python3-yaml jq curl"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

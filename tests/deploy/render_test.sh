@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The fast part of the deploy checks (ctest: deploy_render_test, seconds): what renders and
+# parses without starting a container. scripts/deploy_test.sh runs them for real.
+#  - the Dockerfiles parse (tests/deploy/dockerfile_lint.py: instructions, ARG bases, stages,
+#    COPY sources in their contexts); the GPU one is only ever parsed here;
+#  - deploy/k8s/base/pipeline.yaml is configs/examples/pipeline_toy.yaml (gen-pipeline.sh --check);
+#  - kustomize renders the base and the cpu and gpu overlays (kubectl kustomize; skipped with a
+#    note where kubectl is missing): the right kinds, the namespace, GPU requests in the gpu overlay
+#    only, every referenced ConfigMap/Secret/PVC defined or documented, and the podman test copy
+#    (tests/deploy/kube_testcopy.py) builds from the cpu overlay;
+#  - docker-compose config accepts deploy/docker-compose.yml with GRAFANA_ADMIN_PASSWORD and refuses
+#    it without; published ports are on 127.0.0.1 (skipped where docker-compose is missing);
+#  - promtool checks the compose Prometheus config and the alert rules.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+W=$(mktemp -d /tmp/swarr-rendertest.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+ok() { echo "ok: $*"; }
+
+# Dockerfiles. Dockerfile.ci's context is the staging folder scripts/deploy_test.sh makes.
+mkdir -p "$W/stage/bin" "$W/stage/configs" "$W/stage/data" && touch "$W/stage/bin/swarr"
+$PY tests/deploy/dockerfile_lint.py deploy/Dockerfile deploy/Dockerfile.gpu "deploy/Dockerfile.ci=$W/stage" \
+  tests/deploy/Dockerfile.prometheus=tests/deploy || bad "Dockerfiles"
+
+deploy/k8s/gen-pipeline.sh --check && ok "k8s/base/pipeline.yaml matches configs/examples/pipeline_toy.yaml" || bad "gen-pipeline --check"
+
+if command -v kubectl > /dev/null; then
+  for o in base overlays/cpu overlays/gpu; do
+    kubectl kustomize "deploy/k8s/$o" > "$W/$(basename "$o").yaml" 2> "$W/err" || { cat "$W/err"; bad "kustomize deploy/k8s/$o"; }
+  done
+  $PY - "$W" <<'PYEOF' || fail=1
+import sys, yaml
+w = sys.argv[1]
+bad = []
+def load(name):
+    return [d for d in yaml.safe_load_all(open(f"{w}/{name}.yaml")) if d]
+def workloads(docs):
+    return {d["kind"] + "/" + d["metadata"]["name"]: d for d in docs
+            if d["kind"] in ("Job", "StatefulSet", "Deployment")}
+def containers(d):
+    return d["spec"]["template"]["spec"]["containers"]
+for name in ("base", "cpu", "gpu"):
+    docs = load(name)
+    kinds = sorted(d["kind"] + "/" + d["metadata"]["name"] for d in docs)
+    want = ["Job/swarr-coordinator", "StatefulSet/swarr-learner", "Deployment/swarr-rollout",
+            "Service/swarr-coordinator", "Service/swarr-learner", "PodDisruptionBudget/swarr-rollout",
+            "NetworkPolicy/swarr", "PersistentVolumeClaim/swarr-coordinator-runs"]
+    for k in want:
+        if k not in kinds:
+            bad.append(f"{name}: no {k}")
+    defined = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for k, d in workloads(docs).items():
+        spec = d["spec"]["template"]["spec"]
+        for v in spec.get("volumes", []):
+            if "configMap" in v and ("ConfigMap", v["configMap"]["name"]) not in defined:
+                bad.append(f"{name}: {k} mounts ConfigMap {v['configMap']['name']}, not rendered")
+            if "persistentVolumeClaim" in v and ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) not in defined:
+                bad.append(f"{name}: {k} mounts PVC {v['persistentVolumeClaim']['claimName']}, not rendered")
+            if "secret" in v and v["secret"]["secretName"] != "swarr-token":
+                bad.append(f"{name}: {k} mounts an unknown Secret {v['secret']['secretName']}")
+        for c in containers(d):
+            gpus = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+            img = c["image"]
+            if name == "gpu" and k != "Job/swarr-coordinator":
+                if gpus != 1: bad.append(f"gpu: {k} has no nvidia.com/gpu limit of 1")
+                if c["resources"]["requests"].get("nvidia.com/gpu") != 1: bad.append(f"gpu: {k} requests no GPU")
+                if not img.endswith("-gpu"): bad.append(f"gpu: {k} image {img} is not the GPU one")
+            elif gpus is not None:
+                bad.append(f"{name}: {k} asks for GPUs")
+            if name != "gpu" and img != "swarr:0.1.0":
+                bad.append(f"{name}: {k} image {img}")
+            if c.get("imagePullPolicy") != "IfNotPresent":
+                bad.append(f"{name}: {k} imagePullPolicy {c.get('imagePullPolicy')}")
+    ns = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+    if name != "base" and ns != {"swarr"}:
+        bad.append(f"{name}: namespaces {ns}, expected swarr everywhere")
+    if name != "base" and ("Namespace", "swarr") not in defined:
+        bad.append(f"{name}: no Namespace swarr")
+gpu_rollout = workloads(load("gpu"))["Deployment/swarr-rollout"]
+args = containers(gpu_rollout)[0]["args"]
+if "--device" not in args or args[args.index("--device") + 1] != "cuda":
+    bad.append("gpu: rollout servers not on --device cuda")
+cm = [d for d in load("gpu") if d["kind"] == "ConfigMap"]
+if len(cm) != 1 or "qwen2.5-math" not in cm[0]["data"]["pipeline.yaml"]:
+    bad.append("gpu: the pipeline ConfigMap is not the recipe's")
+for b in bad:
+    print("FAIL:", b)
+print("ok: kustomize base, overlays/cpu, overlays/gpu" if not bad else "kustomize checks failed")
+sys.exit(1 if bad else 0)
+PYEOF
+  $PY tests/deploy/kube_testcopy.py "$W/cpu.yaml" "$W/play.yaml" 2> /dev/null && ok "podman test copy of overlays/cpu" || bad "kube_testcopy.py"
+else
+  echo "note: kubectl missing: the kustomize renders were not checked"
+fi
+
+if command -v docker-compose > /dev/null; then
+  GRAFANA_ADMIN_PASSWORD=x docker-compose -f deploy/docker-compose.yml config > "$W/compose.yaml" 2> "$W/err" \
+    || { cat "$W/err"; bad "docker-compose config"; }
+  if env -u GRAFANA_ADMIN_PASSWORD docker-compose -f deploy/docker-compose.yml config > /dev/null 2>&1; then
+    bad "docker-compose config accepted the file without GRAFANA_ADMIN_PASSWORD"
+  fi
+  $PY - "$W/compose.yaml" <<'PYEOF' || fail=1
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+bad = []
+for name, s in c["services"].items():
+    for p in s.get("ports", []):
+        ip = p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]
+        if ip != "127.0.0.1":
+            bad.append(f"{name} publishes {p} beyond 127.0.0.1")
+for want in ("coordinator", "learner", "rollout", "prometheus", "grafana"):
+    if want not in c["services"]:
+        bad.append(f"no service {want}")
+for b in bad:
+    print("FAIL: compose:", b)
+print("ok: compose config (ports on 127.0.0.1, Grafana needs its password)" if not bad else "compose checks failed")
+sys.exit(1 if bad else 0)
+PYEOF
+  GRAFANA_ADMIN_PASSWORD=x docker-compose -f deploy/docker-compose.yml -f tests/deploy/compose.test.yml config > /dev/null \
+    && ok "compose + test override" || bad "compose + tests/deploy/compose.test.yml"
+else
+  echo "note: docker-compose missing: the compose file was not checked"
+fi
+
+if command -v promtool > /dev/null; then
+  promtool check config deploy/prometheus/prometheus.compose.yml > "$W/out" 2>&1 && ok "promtool check config" || { cat "$W/out"; bad "promtool check config"; }
+  promtool check rules deploy/prometheus/alerts.yml > "$W/out" 2>&1 && ok "promtool check rules" || { cat "$W/out"; bad "promtool check rules"; }
+else
+  echo "note: promtool missing"
+fi
+[ $fail = 0 ] && echo "PASS" || echo "FAILED"
+exit $fail

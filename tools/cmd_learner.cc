@@ -25,6 +25,7 @@ constexpr char kUsage[] =
     "usage: swarr learner --run-dir DIR [--listen HOST:PORT] [--port-file FILE]\n"
     "         [--metrics-listen HOST:PORT] [--metrics-port-file FILE] [--token-file FILE]\n"
     "         [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--max-message-bytes N]\n"
+    "         [--max-weight-streams N (2): GetWeights streams served at once, the rest wait in order]\n"
     "Serves swarr.v1.Learner (default 127.0.0.1:0) and /metrics (default 127.0.0.1:0; \"\" = off)\n"
     "until SIGTERM / SIGINT, which checkpoint the running stage and exit 0.\n";
 
@@ -62,7 +63,8 @@ absl::Status Learner(const std::vector<std::string>& argv) {
   SWARR_ASSIGN_OR_RETURN(Args args,
                          Args::Parse(argv,
                                      {"run-dir", "listen", "port-file", "metrics-listen", "metrics-port-file",
-                                      "token-file", "tls-cert", "tls-key", "tls-ca", "max-message-bytes"},
+                                      "token-file", "tls-cert", "tls-key", "tls-ca", "max-message-bytes",
+                                      "max-weight-streams"},
                                      {"help"}));
   if (args.Has("help")) {
     std::cout << kUsage;
@@ -81,6 +83,13 @@ absl::Status Learner(const std::vector<std::string>& argv) {
     if (*max_bytes <= 0)
       return absl::InvalidArgumentError(absl::StrCat("--max-message-bytes must be > 0, got ", *max_bytes));
     opts.limits.max_message_bytes = *max_bytes;
+  }
+  SWARR_ASSIGN_OR_RETURN(std::optional<int64_t> streams, args.Int("max-weight-streams"));
+  if (streams.has_value()) {
+    if (*streams < 1 || *streams > 1024) {
+      return absl::InvalidArgumentError(absl::StrCat("--max-weight-streams must be in [1, 1024], got ", *streams));
+    }
+    opts.max_weight_streams = *streams;
   }
   if (absl::Status st = MakeDirs(opts.run_dir); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--run-dir: ", st.message()));

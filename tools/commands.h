@@ -22,6 +22,7 @@ int RunRollout(const std::vector<std::string>& args);      // tools/cmd_rollout.
 int RunStatus(const std::vector<std::string>& args);       // tools/cmd_coordinator.cc
 int RunLaunch(const std::vector<std::string>& args);       // tools/cmd_launch.cc
 int RunDemo(const std::vector<std::string>& args);         // tools/cmd_demo.cc
+int RunFetchWeights(const std::vector<std::string>& args);  // tools/cmd_fetch_weights.cc
 
 }  // namespace swarr
 

@@ -32,6 +32,7 @@ constexpr char kUsage[] =
     "  launch    --config PIPELINE.yaml --run-dir DIR [--rollouts N]: coordinator, learner and N\n"
     "            rollout servers on loopback; DIR/summary.json\n"
     "  status    --coordinator ADDR: stage, step, versions, workers\n"
+    "  fetch-weights --learner ADDR [--device D] [--path grpc|ipc|both]: time weight loads\n"
     "  demo      [--quick] [--from-scratch] [--seed S] [--device cpu|cuda] [--run-dir DIR]: the SWARR\n"
     "            experiment end to end through the services; DIR/results.json, DIR/report.md\n"
     "common flags: --layer-windows W0,W1,... (one window per layer, 0 = full attention),\n"
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     if (command == "rollout") return swarr::RunRollout(args);
     if (command == "status") return swarr::RunStatus(args);
     if (command == "launch") return swarr::RunLaunch(args);
+    if (command == "fetch-weights") return swarr::RunFetchWeights(args);
     if (command == "demo") return swarr::RunDemo(args);
   } catch (const c10::Error& e) {
     std::cerr << "swarr: internal error: " << e.what_without_backtrace() << "\n";

@@ -1,5 +1,6 @@
 #include "learner/service/learner_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -25,7 +26,8 @@ grpc::Status Guard(const char* method, Fn&& fn) {
 
 }  // namespace
 
-LearnerService::LearnerService(LearnerServiceOptions options) : options_(std::move(options)) {}
+LearnerService::LearnerService(LearnerServiceOptions options)
+    : options_(std::move(options)), weight_streams_(std::make_unique<FifoGate>(options_.max_weight_streams)) {}
 
 LearnerService::~LearnerService() { (void)Shutdown(); }
 
@@ -73,6 +75,16 @@ grpc::Status LearnerService::GetWeights(grpc::ServerContext* context, const v1::
   return Guard("GetWeights", [&] {
     absl::StatusOr<std::shared_ptr<const WeightsBlob>> blob = engine_->GetWeights(*request);
     if (!blob.ok()) return ToGrpcStatus(blob.status());
+    // Wait for a place among the streams being served (first come, first served), at most
+    // until the caller's deadline (and 10 minutes).
+    const auto left = std::min<std::chrono::system_clock::duration>(context->deadline() - std::chrono::system_clock::now(),
+                                                                    std::chrono::minutes(10));
+    FifoGateHold place(weight_streams_.get(), std::chrono::steady_clock::now() + left);
+    if (!place.entered()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("the learner is already serving ", options_.max_weight_streams,
+                                       " weight streams and the call's deadline passed while waiting; retry"));
+    }
     absl::Status st = WriteWeightsStream(**blob, engine_->weight_chunk_bytes(), writer);
     if (!st.ok()) return ToGrpcStatus(st);
     engine_->CountWeightsServed(static_cast<int64_t>((*blob)->data.size()));

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "common/rpc/service_options.h"
+#include "common/util/fifo_gate.h"
 #include "learner/service/learner_engine.h"
 #include "proto/swarr/v1/learner.grpc.pb.h"
 
@@ -38,6 +39,10 @@ struct LearnerServiceOptions {
   // private one.
   std::shared_ptr<prometheus::Registry> metrics_registry;
   std::string incarnation;              // "" = random (tests may fix it)
+  // GetWeights streams served at once; more callers wait in arrival order (within their
+  // deadline), so that rollout servers asking for a new version together get it one after
+  // another at full speed rather than all at once at a fraction (docs/weight-sync.md).
+  int64_t max_weight_streams = 2;
 };
 
 class LearnerService final : public v1::Learner::Service {
@@ -73,6 +78,7 @@ class LearnerService final : public v1::Learner::Service {
  private:
   const LearnerServiceOptions options_;
   std::unique_ptr<LearnerEngine> engine_;
+  std::unique_ptr<FifoGate> weight_streams_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -152,6 +152,8 @@ absl::Status Coordinator::Init() {
   const v1::PipelineConfig& p = options_.pipeline;
   heartbeat_seconds_ = p.workers().heartbeat_seconds() > 0 ? p.workers().heartbeat_seconds() : 1.0;
   lease_seconds_ = p.workers().lease_seconds() > 0 ? p.workers().lease_seconds() : 5 * heartbeat_seconds_;
+  progress_timeout_seconds_ = p.workers().progress_timeout_seconds() > 0 ? p.workers().progress_timeout_seconds() : 60;
+  group_timeout_seconds_ = p.workers().group_timeout_seconds() > 0 ? p.workers().group_timeout_seconds() : 1800;
   default_max_sequences_ = p.workers().max_sequences() > 0 ? p.workers().max_sequences() : 64;
   default_max_tokens_ = std::max<int64_t>(0, p.workers().max_tokens());
   limits_ = RpcLimitsFromSettings(p.rpc());
@@ -411,8 +413,101 @@ void Coordinator::Tick() {
     Log(absl::StrCat("learner ", options_.learner_address, " answers again"));
     last_logged_learner_error_.clear();
   }
+  const bool rl_stage = options_.pipeline.stages(stage).has_rl();
+  if (rl_stage && status->state() == v1::LearnerStatus::DONE && !CheckAckedGroups(stage, /*final=*/true)) {
+    PersistIfDue(false);
+    return;  // the learner did not answer: the stage ends on a later tick
+  }
   HandleLearnerStatus(stage, *status, finish_mark);
+  if (rl_stage && status->state() == v1::LearnerStatus::RUNNING) CheckAckedGroups(stage, /*final=*/false);
   PersistIfDue(false);
+}
+
+bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {
+  const Clock::time_point now = Clock::now();
+  if (!final && Seconds(now - last_acked_check_) < 0.5) return true;
+  last_acked_check_ = now;
+  while (true) {
+    std::vector<std::pair<std::string, int32_t>> ask;
+    {
+      absl::MutexLock l(&mu_);
+      if (state_.stage_index != stage || acked_.empty()) return true;
+      for (const auto& [id, g] : acked_) {
+        ask.emplace_back(id, g.group.num_samples());
+        if (ask.size() >= 4096) break;
+      }
+    }
+    absl::StatusOr<v1::GetGroupStatesResponse> r =
+        learner_client_->GetGroupStates(ask, std::min(5.0, limits_.deadline_seconds));
+    absl::MutexLock l(&mu_);
+    if (state_.stage_index != stage) return true;
+    if (!r.ok() && absl::IsUnimplemented(r.status())) {
+      // A learner without the call: the groups count as finished, as before.
+      Log(absl::StrCat("the learner does not answer GetGroupStates (", r.status().message(),
+                       "): groups it acknowledged are not checked after a learner restart"));
+      group_states_supported_ = false;
+      for (const auto& [id, g] : acked_) finished_ids_.Insert(id);
+      acked_.clear();
+      return true;
+    }
+    if (final && !r.ok() && (absl::IsFailedPrecondition(r.status()) || absl::IsInvalidArgument(r.status()))) {
+      // The learner cannot say (it is no longer on the stage): nothing is counted.
+      Log(absl::StrCat("the learner cannot report the groups of stage ", stage, " (", r.status().message(),
+                       "); ", acked_.size(), " acknowledged groups are not checked"));
+      for (const auto& [id, g] : acked_) finished_ids_.Insert(id);
+      acked_.clear();
+      return true;
+    }
+    if (!r.ok() || r->states_size() != static_cast<int>(ask.size())) {
+      if (final) {
+        Log(absl::StrCat("the learner's GetGroupStates failed (",
+                         r.ok() ? "wrong number of states" : std::string(r.status().message()), "); retrying"));
+      }
+      return false;
+    }
+    int64_t lost = 0;
+    for (size_t i = 0; i < ask.size(); ++i) {
+      auto it = acked_.find(ask[i].first);
+      if (it == acked_.end()) continue;
+      const v1::GetGroupStatesResponse::State st = r->states(static_cast<int>(i));
+      if (st == v1::GetGroupStatesResponse::DURABLE || st == v1::GetGroupStatesResponse::DROPPED) {
+        finished_ids_.Insert(it->first);
+        acked_.erase(it);
+        continue;
+      }
+      if (final) {
+        // The stage is over (its final checkpoint written): what was buffered is left unused;
+        // what the learner does not hold was acknowledged and never trained.
+        if (st == v1::GetGroupStatesResponse::BUFFERED) {
+          ++groups_unused_at_stage_end_;
+        } else {
+          ++groups_acked_never_trained_;
+        }
+        finished_ids_.Insert(it->first);
+        acked_.erase(it);
+        continue;
+      }
+      if (st != v1::GetGroupStatesResponse::UNKNOWN) continue;  // buffered, or trained after the checkpoint
+      // The learner that acknowledged it is gone and this one neither holds nor trained it
+      // (its trained ids after the checkpoint were cut): generate it again.
+      Group g = std::move(it->second);
+      acked_.erase(it);
+      g.worker.clear();
+      const std::string id = g.group.group_id();
+      groups_[id] = std::move(g);
+      pending_.push_front(id);
+      ++groups_redispatched_;
+      ++state_.groups_reassigned;
+      metrics_->groups_reassigned.Increment();
+      ++lost;
+    }
+    if (lost > 0) {
+      MarkDirtyLocked(false);
+      Log(absl::StrCat("learner ", r->learner_incarnation(), " does not know ", lost,
+                       " groups it acknowledged before (a restart lost them): re-queued"));
+    }
+    if (!final) return true;
+  }
 }
 
 void Coordinator::HandleLearnerStatus(int32_t stage, const v1::LearnerStatus& st, int64_t finish_mark) {
@@ -476,6 +571,9 @@ void Coordinator::CompleteStageLocked(int32_t stage, int64_t steps, const std::m
   // capacity until the workers report them finished.
   for (const std::string& id : pending_) groups_.erase(id);
   pending_.clear();
+  for (const auto& [id, g] : acked_) finished_ids_.Insert(id);
+  acked_.clear();
+  for (auto& [id, w] : workers_) w.adopted.clear();
   state_.eval_results.clear();
   state_.stage_index = stage + 1;
   eval_groups_created_ = false;
@@ -673,6 +771,14 @@ void Coordinator::FinishPipeline() {
     summary["trajectory_ids_trained_twice"] = last.trajectory_ids_trained_twice();
     summary["groups_dispatched"] = state_.groups_dispatched;
     summary["groups_reassigned"] = state_.groups_reassigned;
+    // Crash consistency (docs/reliability.md): rl groups the learner acknowledged that no
+    // surviving step trained and that were not generated again (0 after any fault), those a
+    // restarted learner had lost and that were generated again, and those still buffered when
+    // their stage ended.
+    summary["groups_acked_never_trained"] = groups_acked_never_trained_;
+    summary["groups_redispatched_after_learner_restart"] = groups_redispatched_;
+    summary["groups_unused_at_stage_end"] = groups_unused_at_stage_end_;
+    summary["groups_adopted_after_coordinator_restart"] = groups_adopted_;
     summary["wall_seconds"] = UnixNow() - state_.started_unix_seconds;
     if (!state_.error.empty()) summary["error"] = state_.error;  // why the pipeline failed
     result = state_.error.empty() ? absl::OkStatus() : absl::AbortedError(state_.error);
@@ -719,8 +825,12 @@ void Coordinator::DispatchRlLocked(const v1::LearnerStatus& st, int64_t finish_m
       static_cast<int64_t>(st.buffered_groups()) + st.partial_groups() + (finish_counter_ - finish_mark);
   DispatchPendingLocked(out);
   // The learner has made its last step (its DONE follows): new groups would be wasted.
-  if (s.stop().max_steps() > 0 && st.step() >= s.stop().max_steps()) return;
-  int64_t unfinished = CurrentStageUnfinishedLocked();
+  // st.step() counts optimizer steps: epochs x minibatches per RL step (the learner's own stop
+  // rule, RlUpdatesPerStep).
+  const int64_t updates_per_step = std::max<int64_t>(1, rl.epochs()) * std::max<int64_t>(1, rl.minibatches());
+  if (s.stop().max_steps() > 0 && st.step() >= s.stop().max_steps() * updates_per_step) return;
+  // Groups a re-registered worker holds from an earlier coordinator process are in flight too.
+  int64_t unfinished = CurrentStageUnfinishedLocked() + AdoptedInFlightLocked();
   while (pending_.empty() && unfinished + learner_side < bound) {
     bool any_worker = false;
     for (const auto& [id, w] : workers_) any_worker = any_worker || (w.state == v1::WorkerStatus::ALIVE && w.stream);
@@ -799,6 +909,7 @@ Coordinator::Worker* Coordinator::FindWorkerForLocked(const Group& g) {
   bool oversized_everywhere = true;
   for (auto& [id, w] : workers_) {
     if (w.state != v1::WorkerStatus::ALIVE || !w.stream) continue;
+    if (id == g.avoid) continue;  // considered below if no other worker has room
     const bool oversized = need_seq > w.max_sequences || (w.max_tokens > 0 && need_tok > w.max_tokens);
     oversized_everywhere = oversized_everywhere && oversized;
     const int64_t free_seq = w.max_sequences - w.assigned_samples;
@@ -808,6 +919,14 @@ Coordinator::Worker* Coordinator::FindWorkerForLocked(const Group& g) {
       best = &w;
       best_seq = free_seq;
       best_tok = free_tok;
+    }
+  }
+  if (best == nullptr && !g.avoid.empty()) {
+    auto it = workers_.find(g.avoid);
+    if (it != workers_.end() && it->second.state == v1::WorkerStatus::ALIVE && it->second.stream) {
+      const Worker& w = it->second;
+      const int64_t free_tok = w.max_tokens > 0 ? w.max_tokens - w.assigned_tokens : std::numeric_limits<int64_t>::max();
+      if (w.max_sequences - w.assigned_samples >= need_seq && free_tok >= need_tok) return &it->second;
     }
   }
   if (best != nullptr || !oversized_everywhere) return best;
@@ -846,6 +965,7 @@ void Coordinator::DispatchPendingLocked(Outbox* out) {
     }
     pending_.pop_front();
     g.worker = w->id;
+    g.assigned_at = Clock::now();
     w->assigned.insert(g.group.group_id());
     w->assigned_samples += g.group.num_samples();
     w->assigned_tokens += g.tokens;
@@ -890,8 +1010,9 @@ void Coordinator::RequeueFrontLocked(const std::vector<std::string>& ids, const 
 }
 
 bool Coordinator::FinishGroupLocked(const std::string& group_id, Worker* reporter) {
-  if (finished_ids_.Contains(group_id)) return false;
+  if (finished_ids_.Contains(group_id) || acked_.count(group_id) > 0) return false;
   auto it = groups_.find(group_id);
+  bool count = true;
   if (it == groups_.end()) {
     // A group of an earlier incarnation of this coordinator (a worker re-registered after a
     // restart reports what it got before): count it once; it may be in the learner's buffer.
@@ -900,16 +1021,26 @@ bool Coordinator::FinishGroupLocked(const std::string& group_id, Worker* reporte
         !KnownIncarnationLocked(parts.incarnation)) {
       return false;
     }
+    for (auto& [id, w] : workers_) w.adopted.erase(group_id);
     ++finish_counter_;
+    finished_ids_.Insert(group_id);
   } else {
     Group& g = it->second;
     if (g.stage_index == state_.stage_index) ++finish_counter_;
     UnassignLocked(g);
     auto p = std::find(pending_.begin(), pending_.end(), group_id);
     if (p != pending_.end()) pending_.erase(p);
+    count = !g.ever_finished;  // a group re-dispatched after a learner restart counts once
+    g.ever_finished = true;
+    if (!g.group.eval() && g.stage_index == state_.stage_index && group_states_supported_) {
+      // Kept until the learner says it was trained in a checkpointed step (or dropped).
+      acked_[group_id] = std::move(g);
+    } else {
+      finished_ids_.Insert(group_id);
+    }
     groups_.erase(it);
   }
-  finished_ids_.Insert(group_id);
+  if (!count) return true;
   ++state_.groups_finished;
   metrics_->groups_finished.Increment();
   if (reporter != nullptr) ++reporter->finished_groups;
@@ -930,6 +1061,57 @@ void Coordinator::UpdateWorkerGaugesLocked() {
   metrics_->workers_alive.Set(alive);
   metrics_->workers_draining.Set(draining);
   metrics_->workers_dead.Set(dead);
+  int unhealthy = 0;
+  for (const auto& [id, w] : workers_) unhealthy += w.state == v1::WorkerStatus::UNHEALTHY;
+  metrics_->workers_unhealthy.Set(unhealthy);
+}
+
+int64_t Coordinator::AdoptedInFlightLocked() const {
+  int64_t n = 0;
+  for (const auto& [id, w] : workers_) {
+    if (w.state != v1::WorkerStatus::DEAD) n += static_cast<int64_t>(w.adopted.size());
+  }
+  return n;
+}
+
+void Coordinator::AdoptHeldLocked(Worker& w, const google::protobuf::RepeatedPtrField<std::string>& held,
+                                  bool prune) {
+  if (prune) {
+    const std::set<std::string> still(held.begin(), held.end());
+    for (auto it = w.adopted.begin(); it != w.adopted.end();) {
+      it = still.count(*it) > 0 ? std::next(it) : w.adopted.erase(it);
+    }
+  }
+  const int32_t stage = state_.stage_index;
+  if (w.state == v1::WorkerStatus::UNHEALTHY || stage >= options_.pipeline.stages_size() ||
+      !options_.pipeline.stages(stage).has_rl()) {
+    return;
+  }
+  const std::string& name = options_.pipeline.stages(stage).name();
+  for (const std::string& id : held) {
+    if (w.adopted.count(id) > 0 || groups_.count(id) > 0 || acked_.count(id) > 0 || finished_ids_.Contains(id)) continue;
+    GroupIdParts parts;
+    if (!ParseGroupId(id, &parts) || parts.incarnation == incarnation_ || parts.stage != name ||
+        !KnownIncarnationLocked(parts.incarnation)) {
+      continue;
+    }
+    bool elsewhere = false;
+    for (const auto& [oid, o] : workers_) elsewhere = elsewhere || (&o != &w && o.adopted.count(id) > 0);
+    if (elsewhere) continue;
+    w.adopted.insert(id);
+    ++groups_adopted_;
+  }
+}
+
+void Coordinator::MarkUnhealthyLocked(Worker& w, const std::string& why) {
+  w.state = v1::WorkerStatus::UNHEALTHY;
+  const std::vector<std::string> ids(w.assigned.begin(), w.assigned.end());
+  const int64_t before = state_.groups_reassigned;
+  RequeueFrontLocked(ids, w.id, /*count=*/true);
+  w.adopted.clear();  // stuck with it: no longer in flight (they cannot be sent elsewhere)
+  if (loading_worker_ == w.id) loading_worker_.clear();
+  Log(absl::StrCat("worker ", w.id, " (", w.name, ") is unhealthy: ", why, "; ", state_.groups_reassigned - before,
+                   " groups re-queued"));
 }
 
 void Coordinator::ExpireLeasesLocked(Clock::time_point now) {
@@ -954,6 +1136,27 @@ void Coordinator::ExpireLeasesLocked(Clock::time_point now) {
     }
     workers_.erase(oldest);
     --dead;
+  }
+  for (auto& [id, w] : workers_) {
+    if (w.state == v1::WorkerStatus::ALIVE && w.reports_progress && !w.assigned.empty() && w.running_sequences > 0 &&
+        Seconds(now - w.last_progress) > progress_timeout_seconds_) {
+      MarkUnhealthyLocked(w, absl::StrFormat("its engine made no decode step for %.1f s with %d sequences running "
+                                             "(workers.progress_timeout_seconds %.1f)",
+                                             Seconds(now - w.last_progress), w.running_sequences,
+                                             progress_timeout_seconds_));
+      changed = true;
+    }
+  }
+  // Per-group deadlines: a group a worker holds for too long goes to the queue again.
+  std::vector<std::pair<std::string, std::string>> late;
+  for (const auto& [id, g] : groups_) {
+    if (!g.worker.empty() && Seconds(now - g.assigned_at) > group_timeout_seconds_) late.emplace_back(id, g.worker);
+  }
+  for (const auto& [id, worker] : late) {
+    groups_[id].avoid = worker;
+    Log(absl::StrFormat("group %s not finished %.1f s after it went to worker %s (workers.group_timeout_seconds): "
+                        "re-queued", id, group_timeout_seconds_, worker));
+    RequeueFrontLocked({id}, worker, /*count=*/true);
   }
   if (changed) UpdateWorkerGaugesLocked();
 }
@@ -995,6 +1198,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   if (req.loaded().version() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("loaded.version: must be >= 0, got ", req.loaded().version()));
   }
+  SWARR_RETURN_IF_ERROR(CheckGroupIds("held_group_ids", req.held_group_ids()));
   absl::MutexLock l(&mu_);
   if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
   Worker w;
@@ -1005,7 +1209,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   w.max_sequences = req.max_sequences() > 0 ? req.max_sequences() : default_max_sequences_;
   w.max_tokens = req.max_tokens() > 0 ? req.max_tokens() : default_max_tokens_;
   w.loaded = req.loaded();
-  w.registered = w.last_heartbeat = Clock::now();
+  w.registered = w.last_heartbeat = w.last_progress = Clock::now();
   w.metric_label = w.name;
   for (const auto& [id, other] : workers_) {
     if (other.state != v1::WorkerStatus::DEAD && other.metric_label == w.metric_label) {
@@ -1028,7 +1232,11 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   resp.set_deadline_seconds(limits_.deadline_seconds);
   resp.set_keepalive_time_seconds(limits_.keepalive_time_seconds);
   resp.set_keepalive_timeout_seconds(limits_.keepalive_timeout_seconds);
-  workers_[w.id] = std::move(w);
+  resp.set_progress_timeout_seconds(progress_timeout_seconds_);
+  const std::string id = w.id;
+  Worker& added = workers_[id] = std::move(w);
+  // Before its stream opens: what it holds from an earlier coordinator counts in flight.
+  AdoptHeldLocked(added, req.held_group_ids(), /*prune=*/false);
   UpdateWorkerGaugesLocked();
   return resp;
 }
@@ -1051,6 +1259,15 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req) {
   SWARR_RETURN_IF_ERROR(CheckLength("loaded.learner_incarnation", req.loaded().learner_incarnation(), kMaxTextField));
   SWARR_RETURN_IF_ERROR(CheckGroupIds("finished_group_ids", req.finished_group_ids()));
   SWARR_RETURN_IF_ERROR(CheckGroupIds("returned_group_ids", req.returned_group_ids()));
+  SWARR_RETURN_IF_ERROR(CheckGroupIds("held_group_ids", req.held_group_ids()));
+  if (req.progress().decode_steps() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("progress.decode_steps: must be >= 0, got ", req.progress().decode_steps()));
+  }
+  if (req.progress().running_sequences() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("progress.running_sequences: must be >= 0, got ", req.progress().running_sequences()));
+  }
 
   absl::MutexLock l(&mu_);
   if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
@@ -1077,6 +1294,20 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req) {
         dt > 0 ? static_cast<double>(w.token_samples.back().second - w.token_samples.front().second) / dt : 0;
   }
   if (w.version_gauge != nullptr) w.version_gauge->Set(static_cast<double>(w.loaded.version()));
+  if (req.has_progress()) {
+    const v1::EngineProgress& pr = req.progress();
+    const bool moved = pr.decode_steps() != w.decode_steps;
+    if (moved || pr.running_sequences() == 0) w.last_progress = now;
+    if (moved && w.state == v1::WorkerStatus::UNHEALTHY) {
+      w.state = v1::WorkerStatus::ALIVE;
+      UpdateWorkerGaugesLocked();
+      Log(absl::StrCat("worker ", w.id, " (", w.name, ") makes progress again (decode step ", pr.decode_steps(),
+                       "): healthy"));
+    }
+    w.reports_progress = true;
+    w.decode_steps = pr.decode_steps();
+    w.running_sequences = pr.running_sequences();
+  }
   if (req.draining() && w.state == v1::WorkerStatus::ALIVE) {
     w.state = v1::WorkerStatus::DRAINING;
     UpdateWorkerGaugesLocked();
@@ -1099,6 +1330,8 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req) {
     const std::vector<std::string> ids(req.returned_group_ids().begin(), req.returned_group_ids().end());
     RequeueFrontLocked(ids, w.id, /*count=*/true);
   }
+  // Workers that report progress also name what they hold (possibly nothing).
+  if (req.has_progress() || req.held_group_ids_size() > 0) AdoptHeldLocked(w, req.held_group_ids(), /*prune=*/true);
   return absl::OkStatus();
 }
 
@@ -1321,6 +1554,8 @@ v1::PipelineStatus Coordinator::GetStatus() const {
   out.set_groups_dispatched(state_.groups_dispatched);
   out.set_groups_finished(state_.groups_finished);
   out.set_groups_reassigned(state_.groups_reassigned);
+  out.set_groups_redispatched_after_learner_restart(groups_redispatched_);
+  out.set_groups_adopted(groups_adopted_);
   out.set_done(done_);
   if (!state_.error.empty()) {
     out.set_error(state_.error);

@@ -132,6 +132,15 @@ class Coordinator {
     int64_t assigned_samples = 0;    // sequences of those groups
     int64_t assigned_tokens = 0;     // (prompt + max_new_tokens) x samples of those groups
     int64_t finished_groups = 0;
+    // Engine progress (heartbeats of workers that report it): decode steps, sequences running,
+    // and when the steps last moved (or nothing was running).
+    bool reports_progress = false;
+    int64_t decode_steps = -1;
+    int32_t running_sequences = 0;
+    Clock::time_point last_progress;
+    // Groups of an earlier coordinator process this worker holds (current rl stage): counted
+    // in flight until it reports them finished or stops holding them.
+    std::set<std::string> adopted;
     std::shared_ptr<AssignmentSink> stream;
     prometheus::Gauge* version_gauge = nullptr;
   };
@@ -143,6 +152,9 @@ class Coordinator {
     std::string worker;       // "" = in the pending queue
     int64_t tokens = 0;       // token budget it takes on a worker
     bool ever_sent = false;   // counted in groups_dispatched
+    bool ever_finished = false;  // counted in groups_finished
+    Clock::time_point assigned_at;  // when it went to `worker` (workers.group_timeout_seconds)
+    std::string avoid;              // the worker it timed out on: others first
   };
 
   // What to do once the lock is released.
@@ -170,6 +182,16 @@ class Coordinator {
 
   void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // No engine progress: its groups are re-queued, it gets no work until it progresses.
+  void MarkUnhealthyLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Groups of an earlier coordinator process that `w` holds (RegisterWorker / Heartbeat).
+  void AdoptHeldLocked(Worker& w, const google::protobuf::RepeatedPtrField<std::string>& held, bool prune)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t AdoptedInFlightLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Crash consistency (docs/reliability.md): asks the learner about acknowledged rl groups not
+  // yet durable; re-queues those a restarted learner does not know. `final`: the stage is
+  // over; what is left is counted (unused / never trained). Loop thread, outside the lock.
+  bool CheckAckedGroups(int32_t stage, bool final);  // false: the learner did not answer
   void DispatchRlLocked(const v1::LearnerStatus& status, int64_t finish_mark, Outbox* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CreateEvalGroupsLocked(const v1::WeightVersion& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -198,6 +220,8 @@ class Coordinator {
   const std::string state_path_;
   double heartbeat_seconds_ = 1;
   double lease_seconds_ = 5;
+  double progress_timeout_seconds_ = 60;
+  double group_timeout_seconds_ = 1800;
   int64_t default_max_sequences_ = 64;
   int64_t default_max_tokens_ = 0;
   RpcLimits limits_;
@@ -223,6 +247,16 @@ class Coordinator {
   SequenceIdSet finished_ids_ ABSL_GUARDED_BY(mu_);  // bounded: runs of n as intervals
   // Bumped for every current-stage group reported finished (the rl in-flight bound).
   int64_t finish_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  // rl groups of the current stage reported finished (the learner acknowledged their
+  // trajectories) and not yet trained in a checkpointed step (or dropped) by the learner's
+  // word; not in finished_ids_ until then.
+  std::map<std::string, Group> acked_ ABSL_GUARDED_BY(mu_);
+  bool group_states_supported_ ABSL_GUARDED_BY(mu_) = true;
+  int64_t groups_redispatched_ ABSL_GUARDED_BY(mu_) = 0;      // a restarted learner lost them
+  int64_t groups_acked_never_trained_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t groups_unused_at_stage_end_ ABSL_GUARDED_BY(mu_) = 0;  // buffered when the stage ended
+  int64_t groups_adopted_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::time_point last_acked_check_;  // loop thread only
 
   // The stage the prompts below belong to (-1 = none yet).
   int32_t prepared_stage_ ABSL_GUARDED_BY(mu_) = -1;

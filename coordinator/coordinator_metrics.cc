@@ -10,6 +10,7 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
       workers_alive(workers.Add({{"state", "alive"}})),
       workers_draining(workers.Add({{"state", "draining"}})),
       workers_dead(workers.Add({{"state", "dead"}})),
+      workers_unhealthy(workers.Add({{"state", "unhealthy"}})),
       worker_weight_version(prometheus::BuildGauge()
                                 .Name("swarr_coordinator_worker_weight_version")
                                 .Help("Weight version each rollout server reported in its last heartbeat.")

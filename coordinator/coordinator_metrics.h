@@ -13,11 +13,12 @@ namespace swarr {
 struct CoordinatorMetrics {
   explicit CoordinatorMetrics(prometheus::Registry& registry);
 
-  // swarr_coordinator_workers{state="alive|draining|dead"}
+  // swarr_coordinator_workers{state="alive|draining|dead|unhealthy"}
   prometheus::Family<prometheus::Gauge>& workers;
   prometheus::Gauge& workers_alive;
   prometheus::Gauge& workers_draining;
   prometheus::Gauge& workers_dead;
+  prometheus::Gauge& workers_unhealthy;  // state="unhealthy": no engine progress (docs/reliability.md)
   // swarr_coordinator_worker_weight_version{worker}: one series per live worker (its name).
   prometheus::Family<prometheus::Gauge>& worker_weight_version;
   prometheus::Counter& groups_dispatched;  // swarr_coordinator_groups_dispatched_total

@@ -228,6 +228,10 @@ class FakeWorker {
     req.set_address("127.0.0.1:1");
     req.set_max_sequences(max_sequences_);
     req.set_max_tokens(max_tokens_);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& id : held_) req.add_held_group_ids(id);
+    }
     grpc::ClientContext ctx;
     PrepareContext(&ctx, security_, RpcLimits(), 5);
     grpc::Status s = stub_->RegisterWorker(&ctx, req, &registration_);
@@ -273,6 +277,11 @@ class FakeWorker {
       std::lock_guard<std::mutex> l(mu_);
       *req.mutable_loaded() = loaded_;
       req.set_tokens_generated(tokens_);
+      if (report_progress_) {
+        req.mutable_progress()->set_decode_steps(decode_steps_);
+        req.mutable_progress()->set_running_sequences(running_);
+      }
+      for (const auto& id : held_) req.add_held_group_ids(id);
     }
     for (const auto& id : finished) req.add_finished_group_ids(id);
     for (const auto& id : returned) req.add_returned_group_ids(id);
@@ -293,6 +302,18 @@ class FakeWorker {
   void StopHeartbeats() {
     beating_ = false;
     if (beat_thread_.joinable()) beat_thread_.join();
+  }
+  // Engine progress in every heartbeat from now on.
+  void SetProgress(int64_t decode_steps, int32_t running) {
+    std::lock_guard<std::mutex> l(mu_);
+    report_progress_ = true;
+    decode_steps_ = decode_steps;
+    running_ = running;
+  }
+  // Groups it holds (registration and heartbeats).
+  void SetHeld(const std::vector<std::string>& held) {
+    std::lock_guard<std::mutex> l(mu_);
+    held_ = held;
   }
   void SetLoaded(int64_t version, const std::string& incarnation) {
     std::lock_guard<std::mutex> l(mu_);
@@ -370,6 +391,10 @@ class FakeWorker {
   std::vector<v1::Assignment> received_;
   v1::WeightVersion loaded_;
   int64_t tokens_ = 0;
+  bool report_progress_ = false;
+  int64_t decode_steps_ = 0;
+  int32_t running_ = 0;
+  std::vector<std::string> held_;
   bool stream_ended_ = false;
   grpc::Status stream_status_;
 };
@@ -476,6 +501,164 @@ TEST(CoordinatorTest, LeaseExpiryReassignsGroupsToAnotherWorker) {
   ASSERT_TRUE(b.Heartbeat({b.group_ids()[1]}).ok());
   EXPECT_EQ(coord->coordinator().GetStatus().groups_finished(), 2);
   EXPECT_THAT(FormatPipelineStatus(coord->coordinator().GetStatus()), HasSubstr("dead"));
+}
+
+v1::WorkerStatus::State WorkerState(const Coordinator& c, const std::string& id) {
+  const v1::PipelineStatus st = c.GetStatus();
+  for (const auto& w : st.workers()) {
+    if (w.worker_id() == id) return w.state();
+  }
+  return v1::WorkerStatus::STATE_UNSPECIFIED;
+}
+
+// Progress-based liveness (docs/reliability.md): heartbeats keep coming, but the engine's decode
+// steps stop while sequences are running: after workers.progress_timeout_seconds the worker is
+// UNHEALTHY, its groups go to another worker, and it gets work again once its engine moves.
+TEST(CoordinatorTest, WorkerWhoseEngineMakesNoProgressLosesItsGroupsUntilItMovesAgain) {
+  LearnerServer learner;
+  const auto pipeline = Pipeline(
+      "workers: {heartbeat_seconds: 0.1, lease_seconds: 0.6, max_sequences: 8, progress_timeout_seconds: 0.5}\n"
+      "stages:\n" +
+      RlStage("rl", 4, 0));
+  const std::string dir = TempDir();
+  auto coord = StartCoordinator(pipeline, dir, learner.address);
+  ASSERT_NE(coord, nullptr);
+  FakeWorker a(Address(*coord), 8);
+  a.SetProgress(0, 8);
+  a.Join("a");
+  EXPECT_EQ(a.registration().progress_timeout_seconds(), 0.5);
+  ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 4; }));
+  FakeWorker b(Address(*coord), 8);
+  b.SetProgress(0, 0);
+  b.Join("b");
+  // a's engine moves for 1.5 s (three timeouts): it keeps its groups.
+  for (int i = 1; i <= 15; ++i) {
+    a.SetProgress(i, 8);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(b.groups().size(), 0u);
+  EXPECT_EQ(WorkerState(coord->coordinator(), a.id()), v1::WorkerStatus::ALIVE);
+  // Now it stalls (heartbeats go on, the steps stay at 15): its groups go to b, same ids.
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitUntil([&] { return b.groups().size() == 4; })) << "the stalled worker kept its groups";
+  const double took = Seconds(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(took, 0.4);
+  EXPECT_LT(took, 3.0);
+  EXPECT_EQ(b.group_ids(), a.group_ids());
+  EXPECT_EQ(WorkerState(coord->coordinator(), a.id()), v1::WorkerStatus::UNHEALTHY);
+  EXPECT_THAT(FormatPipelineStatus(coord->coordinator().GetStatus()), HasSubstr("unhealthy"));
+  EXPECT_EQ(coord->coordinator().GetStatus().groups_reassigned(), 4);
+  EXPECT_TRUE(a.Heartbeat().ok()) << "an unhealthy worker is still registered";
+  // Waiting for weights (nothing running) is not a stall: b keeps its groups with steps frozen.
+  b.SetProgress(0, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(WorkerState(coord->coordinator(), b.id()), v1::WorkerStatus::ALIVE);
+  // a's engine moves again: healthy, and it takes work again (b returns its groups, which are
+  // spread over both by free capacity).
+  a.SetProgress(16, 0);
+  ASSERT_TRUE(WaitUntil([&] { return WorkerState(coord->coordinator(), a.id()) == v1::WorkerStatus::ALIVE; }));
+  ASSERT_TRUE(b.Heartbeat({}, b.group_ids()).ok());
+  ASSERT_TRUE(WaitUntil([&] { return CountGroups({&a, &b}) == 12; }))
+      << FormatPipelineStatus(coord->coordinator().GetStatus());
+  EXPECT_GE(a.groups().size(), 5u);
+  // A bad progress report is refused, naming the field.
+  v1::HeartbeatRequest bad;
+  bad.set_worker_id(a.id());
+  bad.mutable_progress()->set_decode_steps(-1);
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, RpcSecurity(), RpcLimits(), 5);
+  v1::HeartbeatResponse resp;
+  const grpc::Status s = a.stub()->Heartbeat(&ctx, bad, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("progress.decode_steps"));
+}
+
+// Per-group deadlines: a worker that heartbeats (and reports no progress at all, like an older
+// rollout) but never finishes a group loses it after workers.group_timeout_seconds.
+TEST(CoordinatorTest, GroupNotFinishedWithinItsDeadlineIsRequeued) {
+  LearnerServer learner;
+  const auto pipeline = Pipeline(
+      "workers: {heartbeat_seconds: 0.1, lease_seconds: 0.6, max_sequences: 8, group_timeout_seconds: 1}\n"
+      "stages:\n" +
+      RlStage("rl", 2, 0));
+  const std::string dir = TempDir();
+  auto coord = StartCoordinator(pipeline, dir, learner.address);
+  ASSERT_NE(coord, nullptr);
+  FakeWorker a(Address(*coord), 4);
+  a.Join("a");
+  ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 2; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  FakeWorker b(Address(*coord), 4);
+  b.Join("b");
+  ASSERT_TRUE(WaitUntil([&] { return b.groups().size() == 2; })) << "a late group stayed with its worker";
+  EXPECT_GE(Seconds(std::chrono::steady_clock::now() - t0).count(), 0.5);
+  EXPECT_THAT(b.group_ids(), ::testing::UnorderedElementsAreArray(a.group_ids()));
+  EXPECT_EQ(WorkerState(coord->coordinator(), a.id()), v1::WorkerStatus::ALIVE);
+  EXPECT_EQ(coord->coordinator().GetStatus().groups_reassigned(), 2);
+  // a finishes a copy after all: counted once, and b's copy is then a duplicate.
+  ASSERT_TRUE(a.Heartbeat({a.group_ids()[0]}).ok());
+  ASSERT_TRUE(b.Heartbeat({a.group_ids()[0]}).ok());
+  EXPECT_EQ(coord->coordinator().GetStatus().groups_finished(), 1);
+}
+
+TEST(CoordinatorTest, LivenessSettingsAreValidated) {
+  const std::string stages = "stages:\n" + RlStage("rl", 2, 0);
+  for (const auto& [workers, field] : std::vector<std::pair<std::string, std::string>>{
+           {"workers: {progress_timeout_seconds: -1}\n", "workers.progress_timeout_seconds: must be >= 0"},
+           {"workers: {heartbeat_seconds: 2, progress_timeout_seconds: 1}\n",
+            "workers.progress_timeout_seconds: must be longer than heartbeat_seconds"},
+           {"workers: {group_timeout_seconds: -3}\n", "workers.group_timeout_seconds: must be >= 0"}}) {
+    v1::PipelineConfig p;
+    ASSERT_TRUE(ParseYamlConfig(workers + stages, &p).ok());
+    EXPECT_THAT(std::string(ValidatePipeline(p).message()), HasSubstr(field)) << workers;
+  }
+}
+
+// After a coordinator restart, the groups the old process handed out are still running on the
+// workers that re-register: they count against the in-flight bound (before, the new process
+// sent a full bound more, and the learner dropped the surplus as stale).
+TEST(CoordinatorTest, RestartedCoordinatorCountsTheOldProcessGroupsInFlight) {
+  LearnerServer learner;
+  const auto pipeline = Pipeline(kWorkers + "stages:\n" + RlStage("rl", 4, 0));
+  const std::string dir = TempDir();
+  std::vector<std::string> old_ids;
+  {
+    auto coord = StartCoordinator(pipeline, dir, learner.address);
+    ASSERT_NE(coord, nullptr);
+    FakeWorker a(Address(*coord), 8);
+    a.Join("a");
+    ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 4; }));
+    old_ids = a.group_ids();
+    coord->Shutdown();
+  }
+  auto coord = StartCoordinator(pipeline, dir, learner.address);
+  ASSERT_NE(coord, nullptr);
+  FakeWorker a(Address(*coord), 8);
+  a.SetHeld(old_ids);
+  a.SetProgress(0, 8);
+  a.Join("a");
+  ASSERT_TRUE(learner.learner.WaitPolls(5));
+  EXPECT_EQ(a.groups().size(), 0u) << "the old process's 4 groups are still in flight";
+  EXPECT_EQ(coord->coordinator().GetStatus().groups_adopted(), 4);
+  // Two of them finish and wait in the learner's buffer: still nothing new.
+  learner.learner.Update([](v1::LearnerStatus* s) { s->set_buffered_groups(2); });
+  a.SetHeld({old_ids[2], old_ids[3]});
+  ASSERT_TRUE(a.Heartbeat({old_ids[0], old_ids[1]}).ok());
+  ASSERT_TRUE(learner.learner.WaitPolls(5));
+  EXPECT_EQ(a.groups().size(), 0u);
+  // The learner trains on them: two new groups, and no more.
+  learner.learner.Update([](v1::LearnerStatus* s) {
+    s->set_buffered_groups(0);
+    s->set_step(1);
+  });
+  ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 2; }));
+  ASSERT_TRUE(learner.learner.WaitPolls(5));
+  EXPECT_EQ(a.groups().size(), 2u);
+  // A worker that stops holding an adopted group (lost it) frees its place.
+  a.SetHeld({old_ids[3]});
+  ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 3; }));
+  ASSERT_TRUE(learner.learner.WaitPolls(5));
+  EXPECT_EQ(a.groups().size(), 3u);
 }
 
 TEST(CoordinatorTest, DispatchRespectsCapacityAndTheInFlightBound) {
@@ -599,7 +782,11 @@ TEST(CoordinatorTest, StagesFollowTheLearnerAndTheSummaryIsWritten) {
   EXPECT_THAT(keys, ::testing::UnorderedElementsAre("pipeline", "stages", "trajectories_trained",
                                                     "trajectories_dropped_stale", "trajectories_duplicate",
                                                     "trajectory_ids_trained_twice", "groups_dispatched",
-                                                    "groups_reassigned", "wall_seconds"));
+                                                    "groups_reassigned", "wall_seconds", "groups_acked_never_trained",
+                                                    "groups_redispatched_after_learner_restart",
+                                                    "groups_unused_at_stage_end",
+                                                    "groups_adopted_after_coordinator_restart"));
+  EXPECT_EQ(summary["groups_acked_never_trained"], 0);
   EXPECT_EQ(summary["pipeline"], "demo");
   ASSERT_EQ(summary["stages"].size(), 2u);
   EXPECT_EQ(summary["stages"][0]["name"], "pre");

@@ -45,4 +45,20 @@ absl::StatusOr<v1::LearnerStatus> LearnerClient::StartStage(int32_t stage_index,
   return out;
 }
 
+absl::StatusOr<v1::GetGroupStatesResponse> LearnerClient::GetGroupStates(
+    const std::vector<std::pair<std::string, int32_t>>& groups, double deadline_seconds) {
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, security_, limits_, deadline_seconds);
+  v1::GetGroupStatesRequest req;
+  for (const auto& [id, size] : groups) {
+    v1::GetGroupStatesRequest::Group* g = req.add_groups();
+    g->set_group_id(id);
+    g->set_group_size(size);
+  }
+  v1::GetGroupStatesResponse out;
+  grpc::Status s = stub_->GetGroupStates(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
 }  // namespace swarr

@@ -1,10 +1,12 @@
-// The coordinator's calls to the learner (Learner.GetStatus / StartStage), with deadlines and
+// The coordinator's calls to the learner (Learner.GetStatus / StartStage / GetGroupStates), with deadlines and
 // a channel that reconnects quickly after the learner restarts.
 #ifndef SWARR_COORDINATOR_LEARNER_CLIENT_H_
 #define SWARR_COORDINATOR_LEARNER_CLIENT_H_
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/rpc/service_options.h"
@@ -23,6 +25,9 @@ class LearnerClient {
   absl::StatusOr<v1::LearnerStatus> GetStatus(double deadline_seconds);
   absl::StatusOr<v1::LearnerStatus> StartStage(int32_t stage_index, const v1::PipelineConfig& pipeline,
                                                double deadline_seconds);
+  // Learner.GetGroupStates of (group id, group size) pairs.
+  absl::StatusOr<v1::GetGroupStatesResponse> GetGroupStates(const std::vector<std::pair<std::string, int32_t>>& groups,
+                                                            double deadline_seconds);
 
  private:
   LearnerClient() = default;

@@ -19,6 +19,8 @@ std::string StateName(v1::WorkerStatus::State s) {
       return "draining";
     case v1::WorkerStatus::DEAD:
       return "dead";
+    case v1::WorkerStatus::UNHEALTHY:
+      return "unhealthy";
     default:
       return "?";
   }

@@ -248,6 +248,14 @@ void RolloutEngine::RequestLoad(const v1::GetWeightsRequest& request,
 EngineStats RolloutEngine::Stats() const {
   absl::MutexLock lock(&mu_);
   EngineStats s = stats_;
+  // Counted here, not on the engine thread: groups submitted to a stuck engine count too.
+  s.runnable_sequences = static_cast<int64_t>(inflight_.size());
+  for (uint64_t h : pending_) {
+    auto it = groups_.find(h);
+    if (it != groups_.end() && !WaitsForWeightsLocked(*it->second)) {
+      s.runnable_sequences += static_cast<int64_t>(it->second->todo.size());
+    }
+  }
   s.queued_sequences = 0;
   for (uint64_t h : pending_) {
     auto it = groups_.find(h);
@@ -274,6 +282,14 @@ bool RolloutEngine::HasWorkLocked() const {
   return stop_ || wake_ || (generator_ != nullptr && !generator_->idle());
 }
 
+bool RolloutEngine::WaitsForWeightsLocked(const Group& g) const {
+  if (!config_.has_value()) return true;  // no weights yet
+  const bool other_incarnation = !g.proto.learner_incarnation().empty() &&
+                                 g.proto.learner_incarnation() != loaded_.learner_incarnation();
+  return other_incarnation ? latest_loads_ <= g.latest_loads_at_arrival
+                           : g.proto.min_policy_version() > loaded_.version();
+}
+
 void RolloutEngine::PublishStatsLocked() {
   stats_.has_weights = config_.has_value();
   stats_.loaded = loaded_;
@@ -289,6 +305,7 @@ void RolloutEngine::PublishStatsLocked() {
     auto it = groups_.find(h);
     if (it != groups_.end()) queued += static_cast<int64_t>(it->second->todo.size());
   }
+  stats_.decode_steps = step_;
   metrics_->active_sequences.Set(static_cast<double>(stats_.active_sequences));
   metrics_->queued_sequences.Set(static_cast<double>(queued));
   metrics_->kv_cache_bytes.Set(static_cast<double>(stats_.kv_cache_bytes));
@@ -349,11 +366,7 @@ void RolloutEngine::AdmitLocked(std::vector<std::function<void()>>* calls) {
     // newest first; if even the newest is not of the group's incarnation, that incarnation is
     // gone (the learner restarted after the group was dispatched) and the newest weights are
     // the right ones: generate.
-    const bool other_incarnation = !g->proto.learner_incarnation().empty() &&
-                                   g->proto.learner_incarnation() != loaded_.learner_incarnation();
-    const bool wait = other_incarnation ? latest_loads_ <= g->latest_loads_at_arrival
-                                        : g->proto.min_policy_version() > loaded_.version();
-    if (wait) {
+    if (WaitsForWeightsLocked(*g)) {
       wanted_version_ = std::max<int64_t>({wanted_version_, g->proto.min_policy_version(), 0});
       continue;
     }

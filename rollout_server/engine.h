@@ -105,6 +105,11 @@ struct EngineStats {
   int64_t queued_sequences = 0;  // received, not started
   int64_t kv_cache_bytes = 0;    // allocated by the KV cache
   int64_t tokens_generated = 0;  // since the engine started
+  // Progress (docs/reliability.md): decode steps since the engine started, and sequences that
+  // are running or could start now (not waiting for a weight version). While the latter is > 0
+  // the steps must move; if they do not, the engine loop is stuck.
+  int64_t decode_steps = 0;
+  int64_t runnable_sequences = 0;
 };
 
 // Fetches one version from the learner (Learner.GetWeights).
@@ -129,6 +134,10 @@ class RolloutEngine {
   // Where weights come from (the learner's address is known after registration). Without a
   // fetcher, loads fail with kUnavailable.
   void SetFetcher(FetchWeightsFn fetch);
+  // Tried before the fetcher when set; on any error the load goes on through the fetcher
+  // (logged once per distinct reason), so a learner on another host, a CPU learner or a
+  // failed map cost one call.
+  void SetDeviceFetcher(FetchDeviceWeightsFn fetch);
   // Stamped on every trajectory.
   void SetWorkerId(const std::string& worker_id);
   // Capacity. Applied at once to admission; a new max_sequences rebuilds the generator when
@@ -202,6 +211,8 @@ class RolloutEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeAutoLoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishStatsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queued group that cannot start before another weight version is loaded.
+  bool WaitsForWeightsLocked(const Group& g) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const EngineOptions options_;
   RolloutMetrics* const metrics_;

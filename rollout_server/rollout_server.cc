@@ -1,5 +1,7 @@
 #include "rollout_server/rollout_server.h"
 
+#include <cstdlib>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +40,10 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
   if (options.max_tokens.has_value() && *options.max_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--max-tokens must be >= 0, got ", *options.max_tokens));
   }
+  if (options.progress_timeout_seconds.has_value() && !(*options.progress_timeout_seconds > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--progress-timeout-seconds must be > 0, got ", *options.progress_timeout_seconds));
+  }
   if (!(options.drain_seconds >= 0)) {
     return absl::InvalidArgumentError(absl::StrCat("--drain-seconds must be >= 0, got ", options.drain_seconds));
   }
@@ -65,6 +71,26 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
   eo.load_retry_max_seconds = options.backoff_max_seconds;
   SWARR_ASSIGN_OR_RETURN(s->engine_, RolloutEngine::Create(eo, s->metrics_.get()));
   RolloutServer* self = s.get();
+  int64_t hang_after = options.hang_engine_after_steps_for_test;
+  if (const char* env = std::getenv("SWARR_TEST_ENGINE_HANG"); hang_after == 0 && env != nullptr) {
+    const std::string spec(env);
+    const size_t colon = spec.rfind(':');
+    int64_t steps = 0;
+    if (colon != std::string::npos && spec.substr(0, colon) == options.name &&
+        absl::SimpleAtoi(spec.substr(colon + 1), &steps) && steps > 0) {
+      hang_after = steps;
+    }
+  }
+  if (hang_after > 0) {
+    const int64_t after = hang_after;
+    std::shared_ptr<std::atomic<bool>> released = s->test_hang_released_;
+    s->engine_->SetStepObserverForTest([after, released](int64_t step, const std::vector<std::string>&) {
+      if (step != after) return;
+      std::cerr << "rollout: test hook: the engine loop hangs after decode step " << step << "\n";
+      while (!released->load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::cerr << "rollout: test hook: the engine loop goes on\n";
+    });
+  }
   s->engine_->SetFetcher([self](const v1::GetWeightsRequest& req) -> absl::StatusOr<WeightsBlob> {
     std::shared_ptr<v1::Learner::StubInterface> stub;
     RpcLimits limits;
@@ -120,6 +146,11 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
     SWARR_RETURN_IF_ERROR(WritePortFile(options.metrics_port_file, s->exporter_->port()));
   }
   if (!options.learner_address.empty()) s->SetLearnerAddress(options.learner_address);
+  if (options.progress_timeout_seconds.has_value()) {
+    absl::MutexLock lock(&s->mu_);
+    s->progress_timeout_seconds_ = *options.progress_timeout_seconds;
+  }
+  s->watchdog_thread_ = std::thread([self] { self->WatchdogLoop(); });
   if (!options.coordinator_address.empty()) {
     SWARR_ASSIGN_OR_RETURN(auto channel, MakeChannel(options.coordinator_address, options.security,
                                                      options.limits.value_or(RpcLimits())));
@@ -178,6 +209,39 @@ void RolloutServer::SetLearnerAddress(const std::string& address) {
   learner_ = v1::Learner::NewStub(*channel);
 }
 
+void RolloutServer::WatchdogLoop() {
+  int64_t last_steps = -1;
+  absl::Time last_move = absl::Now();
+  bool serving = true;
+  while (SleepUnlessStopping(absl::Milliseconds(200))) {
+    const EngineStats st = engine_->Stats();
+    const absl::Time now = absl::Now();
+    if (st.decode_steps != last_steps || st.runnable_sequences == 0) {
+      last_steps = st.decode_steps;
+      last_move = now;
+    }
+    double timeout;
+    {
+      absl::MutexLock lock(&mu_);
+      timeout = progress_timeout_seconds_;
+    }
+    const double stalled = absl::ToDoubleSeconds(now - last_move);
+    const bool stuck = stalled > timeout;
+    if (stuck != serving) continue;
+    serving = !stuck;
+    grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
+    if (stuck) {
+      std::cerr << "rollout: the engine made no decode step for " << stalled << " s with " << st.runnable_sequences
+                << " sequences to run (progress timeout " << timeout << " s): health NOT_SERVING\n";
+    } else {
+      std::cerr << "rollout: the engine makes progress again (decode step " << st.decode_steps
+                << "): health SERVING\n";
+    }
+  }
+}
+
+void RolloutServer::ReleaseTestHang() { test_hang_released_->store(true); }
+
 bool RolloutServer::SleepUnlessStopping(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -212,6 +276,11 @@ absl::Status RolloutServer::RegisterOnce(bool allow_zero_capacity) {
   req.set_name(options_.name);
   const EngineStats stats = engine_->Stats();
   if (stats.has_weights) *req.mutable_loaded() = stats.loaded;
+  {
+    // Groups of an earlier coordinator process count in the new one's in-flight bound.
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : active_groups_) req.add_held_group_ids(id);
+  }
   v1::RegisterWorkerResponse resp;
   grpc::ClientContext ctx;
   RpcLimits limits;
@@ -238,6 +307,9 @@ absl::Status RolloutServer::RegisterOnce(bool allow_zero_capacity) {
       client_limits_ = adopted;
     }
     heartbeat_seconds_ = resp.heartbeat_seconds() > 0 ? resp.heartbeat_seconds() : 1.0;
+    if (!options_.progress_timeout_seconds.has_value() && resp.progress_timeout_seconds() > 0) {
+      progress_timeout_seconds_ = resp.progress_timeout_seconds();
+    }
     worker_id_ = resp.worker_id();
   }
   engine_->SetWorkerId(resp.worker_id());
@@ -301,6 +373,7 @@ grpc::Status RolloutServer::SendHeartbeat(bool final_beat) {
     req.set_worker_id(worker_id_);
     for (const std::string& id : finished_ids_) req.add_finished_group_ids(id);
     for (const std::string& id : returned_ids_) req.add_returned_group_ids(id);
+    for (const std::string& id : active_groups_) req.add_held_group_ids(id);
     n_finished = finished_ids_.size();
     n_returned = returned_ids_.size();
     req.set_draining(draining_);
@@ -311,6 +384,8 @@ grpc::Status RolloutServer::SendHeartbeat(bool final_beat) {
   req.set_active_sequences(static_cast<int32_t>(stats.active_sequences));
   req.set_queued_sequences(static_cast<int32_t>(stats.queued_sequences));
   req.set_tokens_generated(stats.tokens_generated);
+  req.mutable_progress()->set_decode_steps(stats.decode_steps);
+  req.mutable_progress()->set_running_sequences(static_cast<int32_t>(std::min<int64_t>(stats.runnable_sequences, INT32_MAX)));
   grpc::ClientContext ctx;
   PrepareContext(&ctx, options_.security, limits, std::min(limits.deadline_seconds, final_beat ? 5.0 : 10.0));
   v1::HeartbeatResponse resp;
@@ -487,6 +562,7 @@ void RolloutServer::Drain() {
     draining_ = true;
     if (watch_call_ != nullptr) watch_call_->TryCancel();
   }
+  ReleaseTestHang();
   std::cerr << "rollout: draining (at most " << options_.drain_seconds << " s)\n";
   // Groups not started go back at once (the next heartbeat says so); from here on no group
   // starts that had not.
@@ -549,6 +625,8 @@ void RolloutServer::StopAll() {
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
+  if (watchdog_thread_.joinable()) watchdog_thread_.join();
+  ReleaseTestHang();
   // Calls in flight are cancelled; their groups end through the engine, still running.
   if (grpc_server_ != nullptr) grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (pusher_ != nullptr) pusher_->Stop();

@@ -24,6 +24,7 @@
 #define SWARR_ROLLOUT_SERVER_ROLLOUT_SERVER_H_
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -88,6 +89,15 @@ struct RolloutServerOptions {
   double backoff_max_seconds = 5.0;
   // Prompt tokens per prefill pass.
   int64_t prefill_chunk = 256;
+  // Engine watchdog (docs/reliability.md): gRPC health turns NOT_SERVING when the engine makes
+  // no decode step this long while it has sequences to run, and SERVING again when it moves.
+  // Unset = the coordinator's workers.progress_timeout_seconds (standalone: 60).
+  std::optional<double> progress_timeout_seconds;
+  // Test hook: after this many decode steps the engine loop hangs (as a wedged device would)
+  // until the server drains or stops. 0 = never; then the environment variable
+  // SWARR_TEST_ENGINE_HANG="<name>:<steps>" sets it for the server whose `name` is <name>
+  // (multi-process tests; nothing else reads it).
+  int64_t hang_engine_after_steps_for_test = 0;
 };
 
 class RolloutServer : public RolloutBackend {
@@ -137,6 +147,9 @@ class RolloutServer : public RolloutBackend {
   // Sleeps unless stopping; false if stopping.
   bool SleepUnlessStopping(absl::Duration d);
   void DrainLoop();
+  // Sets the gRPC health from the engine's progress, every 200 ms until stopping.
+  void WatchdogLoop();
+  void ReleaseTestHang();
   void StopAll();  // idempotent teardown
 
   const RolloutServerOptions options_;
@@ -157,6 +170,8 @@ class RolloutServer : public RolloutBackend {
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
   double heartbeat_seconds_ ABSL_GUARDED_BY(mu_) = 1.0;
+  double progress_timeout_seconds_ ABSL_GUARDED_BY(mu_) = 60;
+  std::shared_ptr<std::atomic<bool>> test_hang_released_ = std::make_shared<std::atomic<bool>>(false);
   RpcLimits client_limits_ ABSL_GUARDED_BY(mu_);
   std::string learner_address_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<v1::Learner::StubInterface> learner_ ABSL_GUARDED_BY(mu_);
@@ -176,6 +191,7 @@ class RolloutServer : public RolloutBackend {
   std::thread session_thread_;
   std::thread watch_thread_;
   std::thread drain_thread_;
+  std::thread watchdog_thread_;
 };
 
 }  // namespace swarr

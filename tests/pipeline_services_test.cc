@@ -3,9 +3,20 @@
 // server scrapes all three services.
 #include <signal.h>
 
+#include <stdlib.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/security/credentials.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/rpc/service_options.h"
 #include "common/rpc/weights_wire.h"
 #include "common/util/subprocess.h"
@@ -254,6 +265,136 @@ TEST(PipelineServicesTest, PrometheusScrapesEveryService) {
   EXPECT_EQ(healthy, 3) << up;
   (*prom)->Signal(SIGTERM);
   (*prom)->Wait(30);
+}
+
+// grpc.health.v1.Health/Check of the server on `port`: 1 SERVING, 2 NOT_SERVING, -1 no answer.
+int HealthOf(int port) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice no_bytes("");  // HealthCheckRequest{service: ""}
+  grpc::ByteBuffer request(&no_bytes, 1), response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status st) {
+                   std::lock_guard<std::mutex> lock(mu);
+                   status = st;
+                   done = true;
+                   cv.notify_one();
+                 });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  if (!status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) return -1;
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1;
+}
+
+// Progress-based liveness (issue 16, docs/reliability.md): rollout-0's engine loop hangs (test
+// hook) while its heartbeats go on. Its gRPC health turns NOT_SERVING, the coordinator marks it
+// unhealthy after workers.progress_timeout_seconds and gives its groups to rollout-1, and the run
+// finishes. Before, the wedged rollout kept its lease and its groups forever: the run never ended.
+TEST(PipelineServicesTest, WedgedRolloutEngineLosesItsGroupsAndTheRunFinishes) {
+  ToyPipeline p;
+  p.sft_steps = 60;
+  p.rl_steps = 8;
+  const std::string yaml =
+      absl::StrReplaceAll(p.Yaml(), {{"lease_seconds: 2}", "lease_seconds: 2, progress_timeout_seconds: 2}"}});
+  ASSERT_NE(yaml, p.Yaml());
+  // The hook reads the variable in rollout-0 only: its engine hangs after 12 decode steps (about
+  // the third group it runs).
+  ASSERT_EQ(setenv("SWARR_TEST_ENGINE_HANG", "rollout-0:12", 1), 0);
+  LaunchRun run(yaml, 2);
+  unsetenv("SWARR_TEST_ENGINE_HANG");
+  ASSERT_TRUE(WaitUntil([&] { return run.Log().find("the engine loop hangs") != std::string::npos; }, 300))
+      << run.Log();
+  const auto hung_at = std::chrono::steady_clock::now();
+  const int port = run.ServicePort("rollout-0");
+  ASSERT_GT(port, 0);
+  EXPECT_TRUE(WaitUntil([&] { return HealthOf(port) == 2; }, 30)) << "health never turned NOT_SERVING\n" << run.Log();
+  ASSERT_TRUE(WaitUntil([&] { return run.Log().find("is unhealthy") != std::string::npos; }, 60)) << run.Log();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - hung_at).count();
+  ASSERT_EQ(run.Wait(600), 0) << run.Log();
+  const nlohmann::json summary = run.Summary();
+  ASSERT_TRUE(summary.is_object()) << run.Log();
+  ASSERT_EQ(summary["stages"].size(), 3u);
+  EXPECT_EQ(summary["stages"][1]["steps"].get<int>(), p.rl_steps);
+  EXPECT_EQ(summary["stages"][2]["state"], "done");
+  EXPECT_GE(summary["groups_reassigned"].get<int64_t>(), 1) << summary.dump();
+  EXPECT_EQ(summary["trajectory_ids_trained_twice"].get<int64_t>(), 0);
+  EXPECT_THAT(run.Log(), HasSubstr("health NOT_SERVING"));
+  std::cerr << "unhealthy " << took << " s after the hang; summary " << summary.dump() << "\n";
+}
+
+// The ids of trained_ids.log, in order.
+std::vector<std::string> TrainedIds(const std::string& run_dir) {
+  std::vector<std::string> out;
+  for (absl::string_view line :
+       absl::StrSplit(cli_testing::Slurp(run_dir + "/learner/trained_ids.log"), '\n', absl::SkipEmpty())) {
+    out.emplace_back(line);
+  }
+  return out;
+}
+
+// Crash consistency (issue 16, docs/reliability.md): the learner is killed -9 three times during
+// RL (checkpoints every 3 steps), each time with steps after its last checkpoint and groups in its
+// buffer. In the final history (the surviving steps: trajectories.jsonl, truncated with the
+// checkpoint like metrics.jsonl) every trained id appears once, trained_ids.log holds exactly
+// those ids, and no group the learner acknowledged was lost (groups_acked_never_trained 0): the
+// lost ones were generated again. Before, trained_ids.log kept the ids of lost steps (never
+// trained in any surviving step, refused as duplicates when generated again).
+TEST(PipelineServicesTest, LearnerKilledAtSeveralMomentsLosesNoAcknowledgedGroup) {
+  ToyPipeline p;
+  p.sft_steps = 100;
+  p.rl_steps = 14;
+  p.rl_checkpoint_every = 3;
+  const std::string yaml = absl::StrReplaceAll(
+      p.Yaml(), {{"max_importance_weight: 2.0}", "max_importance_weight: 2.0, log_trajectories: true}"}});
+  ASSERT_NE(yaml, p.Yaml());
+  LaunchRun run(yaml, 2, {"--max-restarts", "5"});
+  int kills = 0;
+  for (int at : {4, 8, 11}) {
+    // Just after a step that no checkpoint holds (steps 4, 8 and 11; checkpoints at 3, 6, 9, 12).
+    ASSERT_TRUE(WaitUntil([&] { return run.RlSteps() >= at; }, 300)) << run.Log();
+    const pid_t victim = run.Pid("learner");
+    ASSERT_GT(victim, 0);
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    ++kills;
+    // Until the new learner resumed (metrics.jsonl cut back to the checkpoint).
+    ASSERT_TRUE(WaitUntil([&] { return run.Pid("learner") != victim && run.Pid("learner") > 0; }, 60)) << run.Log();
+  }
+  ASSERT_EQ(run.Wait(600), 0) << run.Log();
+  const nlohmann::json summary = run.Summary();
+  ASSERT_TRUE(summary.is_object()) << run.Log();
+  EXPECT_EQ(summary["stages"][1]["steps"].get<int>(), p.rl_steps);
+  EXPECT_EQ(summary["groups_acked_never_trained"].get<int64_t>(), 0) << summary.dump();
+  EXPECT_GE(summary["groups_redispatched_after_learner_restart"].get<int64_t>(), 1) << summary.dump();
+  EXPECT_EQ(summary["trajectory_ids_trained_twice"].get<int64_t>(), 0) << summary.dump();
+  // The final history: each step once, each trajectory id in one step only.
+  const auto lines = pipeline_testing::JsonLines(run.run() + "/stages/rl/trajectories.jsonl");
+  std::map<std::string, int> step_of;
+  std::set<int> steps;
+  for (const auto& l : lines) {
+    const std::string id = l["id"].get<std::string>();
+    steps.insert(l["step"].get<int>());
+    EXPECT_TRUE(step_of.emplace(id, l["step"].get<int>()).second) << id << " trained in two surviving steps";
+  }
+  EXPECT_EQ(static_cast<int>(steps.size()), p.rl_steps);
+  const std::vector<std::string> logged = TrainedIds(run.run());
+  const std::set<std::string> logged_set(logged.begin(), logged.end());
+  EXPECT_EQ(logged.size(), logged_set.size()) << "an id is in trained_ids.log twice";
+  std::set<std::string> history;
+  for (const auto& [id, step] : step_of) history.insert(id);
+  EXPECT_EQ(logged_set, history) << "trained_ids.log and the surviving steps disagree";
+  EXPECT_EQ(summary["trajectories_trained"].get<int64_t>(), static_cast<int64_t>(history.size()));
+  EXPECT_EQ(kills, 3);
+  std::cerr << "summary " << summary.dump() << "\n";
 }
 
 }  // namespace

@@ -10,8 +10,10 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/config/config_loader.h"
 #include "common/config/placement.h"
 #include "common/model/config.h"
@@ -227,6 +229,7 @@ void LearnerEngine::SetFailed(const std::string& error) {
   state_ = v1::LearnerStatus::FAILED;
   error_ = error;
   training_groups_ = 0;
+  training_ids_.clear();
   ChangedLocked();
 }
 
@@ -502,6 +505,14 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     run->base = JsonInt(extra, "version_base", 0);
     run->stage_start = JsonInt(extra, "stage_start_version", run->base);
     run->tokens_total = JsonInt(extra, "tokens_total", 0);
+    // Crash consistency: the ids of steps after the checkpoint were trained into weights that
+    // are gone; they are not trained (the coordinator generates their groups again).
+    const int64_t trained_lines = JsonInt(extra, "trained_log_lines", -1);
+    if (trained_lines >= 0 && trained_lines < trained_log_->lines()) {
+      std::cerr << "swarr learner: trained_ids.log: " << trained_log_->lines() - trained_lines
+                << " ids of steps after the checkpoint cut (those steps are lost)\n";
+      SWARR_RETURN_IF_ERROR(trained_log_->TruncateTo(trained_lines));
+    }
     const int64_t saved = run->base + trainer.policy_version();
     std::lock_guard<std::mutex> lock(mu_);
     if (latest_ >= saved) {
@@ -515,6 +526,22 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     std::cerr << "swarr learner: resuming " << stage.name() << " from " << resume << " (step "
               << trainer.state().step << ", version " << publish << ")\n";
   } else {
+    // No checkpoint: the stage starts over, so ids an earlier learner trained in it (steps that
+    // no checkpoint holds) are cut; trained_log_start records where the stage began.
+    const std::string start_path = ctx.stage_dir + "/trained_log_start";
+    if (absl::StatusOr<std::string> text = ReadFile(start_path); text.ok()) {
+      int64_t start = -1;
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &start) || start < 0) {
+        return absl::DataLossError(absl::StrCat(start_path, ": not a line count"));
+      }
+      if (start < trained_log_->lines()) {
+        std::cerr << "swarr learner: trained_ids.log: " << trained_log_->lines() - start
+                  << " ids of an earlier start of " << stage.name() << " without a checkpoint cut\n";
+        SWARR_RETURN_IF_ERROR(trained_log_->TruncateTo(start));
+      }
+    } else {
+      SWARR_RETURN_IF_ERROR(WriteFileAtomically(start_path, {absl::StrCat(trained_log_->lines(), "\n")}));
+    }
     std::lock_guard<std::mutex> lock(mu_);
     publish = NextVersionLocked();
     run->base = run->stage_start = publish;
@@ -523,6 +550,7 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     std::lock_guard<std::mutex> lock(mu_);
     stage_start_version_ = run->stage_start;
     step_ = trainer.state().step;
+    durable_lines_ = trained_log_->lines();
     if (restore_pending) {
       if (absl::Status st = RestorePendingLocked(ctx, trainer.state().step); !st.ok()) {
         std::cerr << "swarr learner: buffered trajectories not restored: " << st.message() << "\n";
@@ -566,14 +594,20 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   metrics_->uniform_batches_in_a_row.Set(0);
   auto save = [&]() -> absl::Status {
     TrainerState st = trainer->state();
+    // The trained ids up to this step are part of the checkpoint's state: a learner resuming
+    // from it cuts the log back to this count.
+    const int64_t trained_lines = trained_log_->lines();
     st.extra_json = nlohmann::json({{"version_base", base},
                                     {"stage_start_version", stage_start},
-                                    {"tokens_total", tokens_total}})
+                                    {"tokens_total", tokens_total},
+                                    {"trained_log_lines", trained_lines}})
                         .dump();
     SWARR_RETURN_IF_ERROR(
         SaveCheckpoint(ctx.checkpoints_dir, *policy, trainer->optimizer(), st, stage.checkpoint().keep_last())
             .status());
     last_saved = st.step;
+    std::lock_guard<std::mutex> lock(mu_);
+    durable_lines_ = trained_lines;
     return absl::OkStatus();
   };
 
@@ -602,6 +636,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       }
       if (resolved_.size() < groups_per_step) continue;  // the deadline passed
       for (size_t g = 0; g < groups_per_step; ++g) {
+        training_ids_.insert(resolved_.front().first);
         groups.push_back(std::move(resolved_.front().second));
         resolved_.pop_front();
       }
@@ -632,6 +667,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       counters_.trajectories_dropped_stale += stale;
       if (batch.empty()) {  // every group was dropped: nothing to train on
         training_groups_ = 0;
+        training_ids_.clear();
         ChangedLocked();
         continue;
       }
@@ -657,6 +693,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     if (!m.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       training_groups_ = 0;
+      training_ids_.clear();
       return m.status();
     }
     metrics_->step_seconds.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -733,6 +770,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       step_ = m->step;
       last_metrics_ = NumericFields(line);
       training_groups_ = 0;
+      training_ids_.clear();
       ChangedLocked();
     }
     if (stage.checkpoint().every_steps() > 0 && m->updates > 0 && m->step % stage.checkpoint().every_steps() == 0) {
@@ -1062,6 +1100,54 @@ int64_t LearnerEngine::weight_chunk_bytes() const {
 
 void LearnerEngine::CountWeightsServed(int64_t bytes) {
   metrics_->weights_served_bytes.Increment(static_cast<double>(bytes));
+}
+
+absl::StatusOr<v1::GetGroupStatesResponse> LearnerEngine::GetGroupStates(
+    const v1::GetGroupStatesRequest& request) const {
+  for (int i = 0; i < request.groups_size(); ++i) {
+    const auto& g = request.groups(i);
+    if (g.group_id().empty()) return absl::InvalidArgumentError(absl::StrCat("groups[", i, "].group_id: empty"));
+    if (g.group_id().size() > 512) {
+      return absl::InvalidArgumentError(absl::StrCat("groups[", i, "].group_id: longer than 512 bytes"));
+    }
+    if (g.group_size() < 1 || g.group_size() > 65536) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("groups[", i, "].group_size: must be in [1, 65536], got ", g.group_size()));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ctx_ || !ctx_->stage.has_rl()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no rl stage is running (the learner is ",
+        ctx_ ? absl::StrCat("on stage ", ctx_->stage.name()) : std::string("IDLE"), ")"));
+  }
+  absl::flat_hash_set<std::string> waiting;
+  for (const auto& [id, g] : resolved_) waiting.insert(id);
+  // A finished stage's final checkpoint holds every step.
+  const int64_t durable =
+      state_ == v1::LearnerStatus::DONE ? std::numeric_limits<int64_t>::max() : durable_lines_;
+  v1::GetGroupStatesResponse out;
+  out.set_learner_incarnation(incarnation_);
+  for (const auto& g : request.groups()) {
+    int64_t last_line = -1;
+    bool taken = false;
+    for (int32_t k = 0; k < g.group_size(); ++k) {
+      const std::string id = absl::StrCat(g.group_id(), "/", k);
+      last_line = std::max(last_line, trained_log_->FirstLine(id));
+      taken = taken || known_ids_.Contains(id);
+    }
+    v1::GetGroupStatesResponse::State st = v1::GetGroupStatesResponse::UNKNOWN;
+    if (last_line >= 0) {
+      st = last_line < durable ? v1::GetGroupStatesResponse::DURABLE : v1::GetGroupStatesResponse::TRAINED;
+    } else if (partial_.contains(g.group_id()) || waiting.contains(g.group_id()) ||
+               training_ids_.count(g.group_id()) > 0) {
+      st = v1::GetGroupStatesResponse::BUFFERED;
+    } else if (taken) {
+      st = v1::GetGroupStatesResponse::DROPPED;
+    }
+    out.add_states(st);
+  }
+  return out;
 }
 
 v1::LearnerStatus LearnerEngine::GetStatus() const {

@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +109,14 @@ class LearnerEngine {
 
   // Learner.GetStatus.
   v1::LearnerStatus GetStatus() const;
+
+  // Learner.GetGroupStates (crash consistency, docs/reliability.md): per group, TRAINED /
+  // DURABLE when a member id is in trained_ids.log (DURABLE: every such line is below the line
+  // count the newest checkpoint of the stage recorded), else BUFFERED while the group waits or
+  // is in the step in progress, else DROPPED when a member was taken here, else UNKNOWN.
+  // kFailedPrecondition unless the current stage is rl; kInvalidArgument for an empty id or a
+  // size outside [1, 65536].
+  absl::StatusOr<v1::GetGroupStatesResponse> GetGroupStates(const v1::GetGroupStatesRequest& request) const;
 
   // The SIGTERM path: the running train / rl stage writes a checkpoint of its current step
   // (after the step in progress; rl also its buffered trajectories, restored by the next
@@ -216,6 +225,10 @@ class LearnerEngine {
   // is published, so the coordinator's in-flight bound holds across the Step (with
   // max_staleness 0 nothing is dispatched for a version about to be replaced).
   int64_t training_groups_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::string> training_ids_ ABSL_GUARDED_BY(mu_);  // their group ids
+  // trained_ids.log lines of steps the stage's newest checkpoint holds (crash consistency: a
+  // restarted learner resumes from that checkpoint and cuts the lines after it).
+  int64_t durable_lines_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void()> before_rl_step_ ABSL_GUARDED_BY(mu_);
   KnownTrajectoryIds known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here (bounded)
 

@@ -124,4 +124,15 @@ grpc::Status LearnerService::StartStage(grpc::ServerContext* context, const v1::
   });
 }
 
+grpc::Status LearnerService::GetGroupStates(grpc::ServerContext* context, const v1::GetGroupStatesRequest* request,
+                                            v1::GetGroupStatesResponse* response) {
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  return Guard("GetGroupStates", [&] {
+    absl::StatusOr<v1::GetGroupStatesResponse> r = engine_->GetGroupStates(*request);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  });
+}
+
 }  // namespace swarr

@@ -74,6 +74,8 @@ class LearnerService final : public v1::Learner::Service {
                          v1::LearnerStatus* response) override;
   grpc::Status StartStage(grpc::ServerContext* context, const v1::StartStageRequest* request,
                           v1::LearnerStatus* response) override;
+  grpc::Status GetGroupStates(grpc::ServerContext* context, const v1::GetGroupStatesRequest* request,
+                              v1::GetGroupStatesResponse* response) override;
 
  private:
   const LearnerServiceOptions options_;

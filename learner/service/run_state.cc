@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/util/file.h"
+#include "common/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace swarr {
@@ -78,17 +79,10 @@ absl::StatusOr<std::unique_ptr<TrainedIdsLog>> TrainedIdsLog::Open(const std::st
     }
     text.resize(complete);
   }
+  log->path_ = path;
   {
     std::lock_guard<std::mutex> lock(log->mu_);
-    size_t pos = 0;
-    while (pos < text.size()) {
-      const size_t end = text.find('\n', pos);
-      std::string id = text.substr(pos, end - pos);
-      pos = end + 1;
-      if (id.empty()) continue;
-      ++log->lines_;
-      if (!log->ids_.insert(id).second) log->twice_.insert(std::move(id));
-    }
+    log->LoadLocked(text);
   }
   std::lock_guard<std::mutex> lock(log->file_mu_);
   log->file_ = std::fopen(path.c_str(), "a");
@@ -96,6 +90,56 @@ absl::StatusOr<std::unique_ptr<TrainedIdsLog>> TrainedIdsLog::Open(const std::st
     return absl::InternalError(absl::StrCat("cannot append to ", path, ": ", std::strerror(errno)));
   }
   return log;
+}
+
+void TrainedIdsLog::LoadLocked(const std::string& text) {
+  ids_.clear();
+  twice_.clear();
+  lines_ = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = text.find('\n', pos);
+    std::string id = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (id.empty()) continue;
+    if (!ids_.emplace(id, lines_).second) twice_.insert(std::move(id));
+    ++lines_;
+  }
+}
+
+absl::Status TrainedIdsLog::TruncateTo(int64_t lines) {
+  std::lock_guard<std::mutex> file_lock(file_mu_);
+  if (lines < 0) return absl::InvalidArgumentError(absl::StrCat("trained_ids.log: cannot keep ", lines, " lines"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (lines >= lines_) return absl::OkStatus();
+  }
+  SWARR_ASSIGN_OR_RETURN(std::string text, ReadFile(path_));
+  size_t pos = 0;
+  int64_t kept = 0;
+  while (kept < lines && pos < text.size()) {
+    const size_t end = text.find('\n', pos);
+    if (end == std::string::npos) break;
+    if (end > pos) ++kept;
+    pos = end + 1;
+  }
+  text.resize(pos);
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = nullptr;
+  SWARR_RETURN_IF_ERROR(WriteFileAtomically(path_, {text}));
+  file_ = std::fopen(path_.c_str(), "a");
+  if (file_ == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot append to ", path_, ": ", std::strerror(errno)));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  LoadLocked(text);
+  return absl::OkStatus();
+}
+
+int64_t TrainedIdsLog::FirstLine(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ids_.find(id);
+  return it == ids_.end() ? -1 : it->second;
 }
 
 TrainedIdsLog::~TrainedIdsLog() {
@@ -116,8 +160,8 @@ absl::Status TrainedIdsLog::Append(const std::vector<std::string>& ids) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const std::string& id : ids) {
+    if (!ids_.emplace(id, lines_).second) twice_.insert(id);
     ++lines_;
-    if (!ids_.insert(id).second) twice_.insert(id);
   }
   return absl::OkStatus();
 }

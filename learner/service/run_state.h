@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,15 +50,25 @@ class TrainedIdsLog {
   // Appends one line per id and flushes it to the disk (fflush + fdatasync) before returning.
   absl::Status Append(const std::vector<std::string>& ids);
   bool Contains(const std::string& id) const;
+  // The 0-based line of the first occurrence of `id`, -1 if absent. An id on a line below the
+  // line count a checkpoint recorded was trained in a step that checkpoint holds.
+  int64_t FirstLine(const std::string& id) const;
+  // Crash consistency (docs/reliability.md): keeps the first `lines` lines and forgets the rest
+  // (ids of steps after the checkpoint a restarted learner resumes from: those steps are lost,
+  // so their ids are not trained). The file is rewritten atomically. No-op if `lines` >= lines().
+  absl::Status TruncateTo(int64_t lines);
   int64_t lines() const;          // ids written, repeats included (= trajectories trained)
   int64_t trained_twice() const;  // distinct ids that appear more than once
 
  private:
   TrainedIdsLog() = default;
   std::mutex file_mu_;  // serializes appends
+  // Reads `text` (whole lines) into the sets below.
+  void LoadLocked(const std::string& text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string path_;
   FILE* file_ ABSL_GUARDED_BY(file_mu_) = nullptr;
   mutable std::mutex mu_;
-  absl::flat_hash_set<std::string> ids_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> ids_ ABSL_GUARDED_BY(mu_);  // id -> first line
   absl::flat_hash_set<std::string> twice_ ABSL_GUARDED_BY(mu_);
   int64_t lines_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -178,9 +178,13 @@ absl::StatusOr<at::Tensor> GroupAdvantages(const at::Tensor& rewards, const at::
   if (options.divide_by_std && !(options.eps > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("eps must be > 0 with divide_by_std, got ", options.eps));
   }
+  if (options.divide_by_std && !options.subtract_mean) {
+    return absl::InvalidArgumentError("divide_by_std needs subtract_mean (no baseline means A = r)");
+  }
   return CatchTorch("GroupAdvantages", [&]() -> absl::StatusOr<at::Tensor> {
     at::NoGradGuard no_grad;
     SWARR_RETURN_IF_ERROR(CheckFinite("rewards", rewards));
+    if (!options.subtract_mean) return rewards.detach().clone();
     const at::Tensor r = rewards.detach();
     // inverse[i] = index of row i's group among the distinct ids.
     const at::Tensor inverse = std::get<1>(at::_unique(group_ids.to(r.device()), /*sorted=*/true,

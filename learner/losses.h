@@ -21,11 +21,15 @@ struct AdvantageOptions {
   // false: A_i = r_i - mean(group) (Dr. GRPO); true: also divided by std(group) + eps (GRPO).
   bool divide_by_std = false;
   double eps = 1e-6;  // > 0 when divide_by_std; keeps zero-variance groups at A = 0
+  // false: no baseline, A_i = r_i (with 0/1 rewards: fine-tuning on the correct samples only,
+  // i.e. online rejection-sampling fine-tuning, a baseline method for RL). Excludes divide_by_std.
+  bool subtract_mean = true;
 };
 
 // Group-normalised advantages. For each group g (rows sharing a group id):
 //   A_i = r_i - mean_g(r)                      [ / (std_g(r) + eps) if divide_by_std ]
 // with the population std (divide by the group size). A group of one gets A = 0.
+// subtract_mean = false: A_i = r_i (no baseline, any group).
 //   rewards:   [N] floating point, finite
 //   group_ids: [N] integral, any values, groups need not be contiguous
 //   returns    [N] in the dtype and on the device of `rewards` (no grad)

@@ -59,6 +59,18 @@ TEST(GroupAdvantagesTest, DividedByPopulationStd) {
   ExpectTensorNear(*adv, {a, -b, -a, 0, -a, b, a});
 }
 
+TEST(GroupAdvantagesTest, NoBaselineIsTheReward) {
+  AdvantageOptions o;
+  o.subtract_mean = false;
+  auto a = GroupAdvantages(D({1, 0, 1, 0.5}), at::tensor(std::vector<int64_t>{0, 0, 1, 1}), o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ExpectTensorNear(*a, {1, 0, 1, 0.5});
+  o.divide_by_std = true;
+  a = GroupAdvantages(D({1, 0}), at::tensor(std::vector<int64_t>{0, 0}), o);
+  ASSERT_FALSE(a.ok());
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("divide_by_std needs subtract_mean"));
+}
+
 TEST(GroupAdvantagesTest, Float32) {
   const at::Tensor rewards = at::tensor(std::vector<float>{3, 1, 10, 10}, at::kFloat);
   const at::Tensor groups = at::tensor(std::vector<int64_t>{0, 0, 1, 1}, at::kLong);

@@ -90,6 +90,9 @@ absl::StatusOr<std::unique_ptr<RlTrainer>> RlTrainer::Create(Model* policy, cons
     return absl::InvalidArgumentError(
         absl::StrCat("advantages.eps must be > 0 with divide_by_std, got ", options.advantages.eps));
   }
+  if (options.advantages.divide_by_std && !options.advantages.subtract_mean) {
+    return absl::InvalidArgumentError("advantages.divide_by_std needs subtract_mean (no baseline means A = r)");
+  }
   if (!(options.temperature > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be > 0, got ", options.temperature));
   }

@@ -165,6 +165,7 @@ RlOptions RlOptionsFromStage(const v1::Stage& stage) {
   opts.overlong_penalty = cfg.has_overlong_penalty() ? cfg.overlong_penalty() : 1.0;
   opts.max_new_tokens = cfg.max_new_tokens();
   opts.advantages.divide_by_std = cfg.std_normalize_advantages();
+  opts.advantages.subtract_mean = cfg.advantage() != "reward";
   opts.temperature = temperature > 0 ? temperature : 1.0;
   opts.epochs = std::max<int64_t>(1, cfg.epochs());
   opts.minibatches = std::max<int64_t>(1, cfg.minibatches());

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "tests/swarr_cli.h"
 
@@ -71,7 +73,47 @@ TEST(DemoTest, QuickRunWritesCompleteResultsAndReport) {
     EXPECT_NEAR(ci[1].get<double>(), hi, 1e-4) << key;
   }
 
+  // Sampled answers (issue 17): 8 per problem at the RL temperature on the first 50 problems;
+  // sampled accuracy (= pass@1) <= pass@8, each inside its bootstrap interval. The SWA-SFT
+  // model samples right answers far more often than its greedy answer is right.
+  EXPECT_EQ(j["eval_samples_per_problem"].get<int>(), 8);
+  EXPECT_EQ(j["eval_sampled_n"].get<int>(), 50);
+  EXPECT_EQ(j["eval_temperature"].get<double>(), 1.0);
+  for (const std::string p : {"sa", "swa_sft", "swa_rl"}) {
+    ASSERT_TRUE(j[p + "_sampled_acc"].is_number()) << p;
+    ASSERT_TRUE(j[p + "_pass_at_8"].is_number()) << p;
+    const double acc = j[p + "_sampled_acc"].get<double>(), pass8 = j[p + "_pass_at_8"].get<double>();
+    EXPECT_DOUBLE_EQ(j[p + "_pass_at_1"].get<double>(), acc) << p;
+    EXPECT_LE(acc, pass8 + 1e-12) << p;
+    for (const auto& [key, value] : {std::pair<std::string, double>{p + "_sampled_acc_ci95", acc},
+                                     {p + "_pass_at_8_ci95", pass8}}) {
+      EXPECT_LE(j[key][0].get<double>(), value) << key;
+      EXPECT_GE(j[key][1].get<double>(), value) << key;
+    }
+  }
+  EXPECT_GT(j["swa_sft_pass_at_8"].get<double>(), sft) << "pass@8 of the SWA-SFT model against its greedy accuracy";
+  EXPECT_THAT(j["ci_method"].get<std::string>(), HasSubstr("bootstrap"));
+  // The RL stage's PPO epochs x minibatches make the ratio leave 1: clipping acts on some step;
+  // every step logs the response length.
+  double max_clip = 0;
+  int rl_lines = 0;
+  const std::vector<std::string> lines =
+      absl::StrSplit(cli_testing::Slurp(dir + "/stages/swa_rl/metrics.jsonl"), '\n', absl::SkipEmpty());
+  for (const std::string& line : lines) {
+    auto m = nlohmann::json::parse(line, nullptr, false);
+    if (m.is_discarded() || !m.is_object()) continue;
+    ++rl_lines;
+    max_clip = std::max(max_clip, m.value("clip_frac", 0.0));
+    EXPECT_GT(m.value("response_length_mean", 0.0), 0.0);
+  }
+  // 40 RL steps of 2 x 2 updates; a batch with a single group left after dynamic sampling
+  // makes 2 updates, so the learner may take a step or two more to reach its 160.
+  EXPECT_GE(rl_lines, 40);
+  EXPECT_LE(rl_lines, 80);
+  EXPECT_GT(max_clip, 0.0);
+
   const std::string report = cli_testing::Slurp(dir + "/report.md");
+  EXPECT_THAT(report, HasSubstr("pass@8"));
   for (const char* plot : {"plots/rl_reward_accuracy.svg", "plots/window_friendly_share.svg", "plots/kv_memory.svg"}) {
     EXPECT_THAT(report, HasSubstr(plot));
     EXPECT_THAT(cli_testing::Slurp(dir + "/" + plot), HasSubstr("<svg")) << plot;

@@ -689,6 +689,10 @@ void CheckRl(const swarr::v1::RlConfig& rl, Problems* p) {
                                               rl.overlong_buffer()));
   }
   if (rl.has_overlong_penalty()) p->NonNegative("rl.overlong_penalty", rl.overlong_penalty());
+  p->OneOf("rl.advantage", rl.advantage(), {"group_mean", "reward"});
+  if (rl.advantage() == "reward" && rl.std_normalize_advantages()) {
+    p->Add("rl.advantage", "\"reward\" (no baseline) excludes std_normalize_advantages");
+  }
 }
 
 void CheckEval(const swarr::v1::EvalConfig& eval, Problems* p) {

@@ -480,7 +480,10 @@ TEST(ValidateStageTest, RequiredPiecesAndCrossFieldRules) {
   stage.mutable_rl()->set_kl_reward_coef(-1);
   stage.mutable_rl()->set_overlong_buffer(stage.rl().max_new_tokens() + 1);
   stage.mutable_rl()->set_overlong_penalty(-2);
+  stage.mutable_rl()->set_advantage("reward");
+  stage.mutable_rl()->set_std_normalize_advantages(true);
   message = ValidationError(stage);
+  EXPECT_THAT(message, HasSubstr("rl.advantage: \"reward\" (no baseline) excludes std_normalize_advantages"));
   EXPECT_THAT(message, HasSubstr("rl.entropy_coef: must be >= 0, got -0.1"));
   EXPECT_THAT(message, HasSubstr("rl.kl_reward_coef: must be >= 0, got -1"));
   EXPECT_THAT(message, HasSubstr("rl.overlong_buffer: must be <= rl.max_new_tokens"));
@@ -489,6 +492,8 @@ TEST(ValidateStageTest, RequiredPiecesAndCrossFieldRules) {
   stage.mutable_rl()->set_entropy_coef(0.01);
   stage.mutable_rl()->set_kl_reward_coef(0.05);
   stage.mutable_rl()->set_overlong_filter(true);
+  stage.mutable_rl()->set_advantage("reward");
+  stage.mutable_rl()->set_std_normalize_advantages(false);
   stage.mutable_rl()->set_overlong_buffer(stage.rl().max_new_tokens() / 4);
   EXPECT_TRUE(ValidateStage(stage).ok()) << ValidateStage(stage);
 

@@ -121,6 +121,7 @@ EOF
 if has_phase image; then
   [ -x "$BIN" ] || fail "$BIN missing: build it first (scripts/build.sh)"
   t=$(date +%s)
+  old_ids="$(podman image inspect -f '{{.Id}}' "$IMAGE" "$PROM_IMAGE" 2>/dev/null || true)"
   STAGE=$W/stage
   mkdir -p "$STAGE/bin"
   cp "$BIN" "$STAGE/bin/swarr"
@@ -134,7 +135,11 @@ if has_phase image; then
   podman run --rm "$IMAGE" --help > /dev/null || fail "swarr --help in the image"
   podman run --rm --entrypoint /bin/sh "$IMAGE" -c "test -f $CONFIG && test -f data/gsm8k/test.jsonl" \
     || fail "configs/ or data/ missing in the image"
-  log "images built in $(( $(date +%s) - t )) s"
+  # The images these replaced (a rebuilt binary): removed once nothing uses them.
+  for id in $old_ids; do
+    podman image inspect -f '{{.RepoTags}}' "$id" 2>/dev/null | grep -q '^\[\]$' && podman rmi "$id" > /dev/null 2>&1 || true
+  done
+  log "images built in $(( $(date +%s) - t )) s: $IMAGE ($(podman image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}'))"
 fi
 podman image exists "$IMAGE" || fail "no image $IMAGE (run the image phase)"
 

@@ -9,3 +9,15 @@ cd build
 # outnumber the cores spin against each other and can make a test 50x slower.)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 ctest -j "$(nproc)" --output-on-failure --timeout 900
+
+# The deploy test (docs/deploy.md): the images, docker-compose with 3 rollouts and the Kubernetes
+# manifests really run under podman, about 5 minutes here (8 with podman's first set-up).
+# It sets podman up itself and exits 77 where it cannot (not root, no apt): skipped then.
+# SWARR_SKIP_DEPLOY_TEST=1 skips it.
+cd ..
+if [ "${SWARR_SKIP_DEPLOY_TEST:-0}" != 1 ]; then
+  deploy_rc=0
+  scripts/deploy_test.sh || deploy_rc=$?
+  if [ "$deploy_rc" -eq 77 ]; then echo "deploy test skipped: podman cannot run on this machine"
+  elif [ "$deploy_rc" -ne 0 ]; then exit "$deploy_rc"; fi
+fi

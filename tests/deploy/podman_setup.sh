@@ -45,7 +45,7 @@ if ! podman image exists "$BASE"; then
   echo "podman_setup: debootstrap bookworm from $MIRROR (a few minutes, once)"
   t0=$(date +%s)
   debootstrap --variant=minbase bookworm "$ROOTFS" "$MIRROR" >/tmp/swarr-debootstrap.log 2>&1 \
-    || { tail -20 /tmp/swarr-debootstrap.log >&2; exit 1; }
+    || { tail -20 /tmp/swarr-debootstrap.log >&2; echo "podman_setup: debootstrap failed (mirror unreachable?)" >&2; exit 2; }
   # apt inside images built from it: same mirror as the host
   tar -C "$ROOTFS" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
   echo "podman_setup: $BASE imported in $(( $(date +%s) - t0 )) s"

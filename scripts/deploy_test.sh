@@ -61,7 +61,7 @@ save_logs() {  # container logs into $W/logs (before they are removed)
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  [ $rc -ne 0 ] && FAILED=1
+  [ $rc -ne 0 ] && [ $rc -ne 77 ] && FAILED=1
   [ "$FAILED" = 1 ] && save_logs
   if [ "$COMPOSE_UP" = 1 ]; then
     compose down -v --remove-orphans -t 10 >> "$W/logs/compose-down.log" 2>&1 || true

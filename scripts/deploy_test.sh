@@ -264,11 +264,13 @@ if has_phase compose; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+if has_phase kube && ! command -v kubectl > /dev/null; then
+  # kubectl (kustomize) is not a Debian package: where it is missing the manifests cannot be rendered.
+  log "kube: SKIPPED - kubectl missing (it renders deploy/k8s/overlays/cpu with kustomize)"
+  PHASES=${PHASES/kube/kube(skipped)}
+fi
 if has_phase kube; then
   t=$(date +%s)
-  if ! command -v kubectl > /dev/null; then
-    fail "kube: kubectl missing (it renders deploy/k8s with kustomize); SWARR_DEPLOY_PHASES='image compose' skips this phase"
-  fi
   kubectl kustomize deploy/k8s/overlays/cpu > "$W/rendered.yaml"
   SWARR_ROLLOUT_REPLICAS=$ROLLOUTS $PY tests/deploy/kube_testcopy.py "$W/rendered.yaml" "$W/play.yaml" 2> "$W/logs/kube-testcopy.log" \
     || { cat "$W/logs/kube-testcopy.log"; fail "kube: test copy"; }

@@ -66,5 +66,34 @@ TEST(TrainedIdsLogTest, CountsLinesAndRepeatsAcrossReopens) {
   EXPECT_EQ(*ReadFile(path), "a/0\na/1\nb/0\na/0\nc/0\n");
 }
 
+// Crash consistency: a learner resuming from a checkpoint cuts the ids of later steps.
+TEST(TrainedIdsLogTest, TruncateToKeepsTheFirstLinesOnDiskAndInMemory) {
+  const std::string path = TempDir() + "/trained_ids.log";
+  {
+    auto log = TrainedIdsLog::Open(path);
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)->Append({"g/0", "g/1"}).ok());  // step 1 (checkpointed: 2 lines)
+    ASSERT_TRUE((*log)->Append({"h/0", "g/1"}).ok());  // step 2, lost
+    EXPECT_EQ((*log)->FirstLine("g/1"), 1);
+    EXPECT_EQ((*log)->FirstLine("h/0"), 2);
+    EXPECT_EQ((*log)->trained_twice(), 1);
+    ASSERT_TRUE((*log)->TruncateTo(2).ok());
+    EXPECT_EQ((*log)->lines(), 2);
+    EXPECT_FALSE((*log)->Contains("h/0"));
+    EXPECT_EQ((*log)->FirstLine("h/0"), -1);
+    EXPECT_EQ((*log)->trained_twice(), 0);
+    ASSERT_TRUE((*log)->TruncateTo(5).ok());  // more than there are: no-op
+    EXPECT_EQ((*log)->lines(), 2);
+    ASSERT_TRUE((*log)->Append({"h/0"}).ok());  // trained again, once
+    EXPECT_EQ((*log)->FirstLine("h/0"), 2);
+    EXPECT_FALSE((*log)->TruncateTo(-1).ok());
+  }
+  auto log = TrainedIdsLog::Open(path);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ((*log)->lines(), 3);
+  EXPECT_EQ((*log)->trained_twice(), 0);
+  EXPECT_TRUE((*log)->Contains("h/0"));
+}
+
 }  // namespace
 }  // namespace swarr

@@ -479,12 +479,13 @@ bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {
         // The stage is over (its final checkpoint written): what was buffered is left unused;
         // what the learner does not hold was acknowledged and never trained.
         if (st == v1::GetGroupStatesResponse::BUFFERED) {
-          ++groups_unused_at_stage_end_;
+          ++state_.groups_unused_at_stage_end;
         } else {
-          ++groups_acked_never_trained_;
+          ++state_.groups_acked_never_trained;
         }
         finished_ids_.Insert(it->first);
         acked_.erase(it);
+        MarkDirtyLocked(true);
         continue;
       }
       if (st != v1::GetGroupStatesResponse::UNKNOWN) continue;  // buffered, or trained after the checkpoint
@@ -496,7 +497,7 @@ bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {
       const std::string id = g.group.group_id();
       groups_[id] = std::move(g);
       pending_.push_front(id);
-      ++groups_redispatched_;
+      ++state_.groups_redispatched_after_learner_restart;
       ++state_.groups_reassigned;
       metrics_->groups_reassigned.Increment();
       ++lost;
@@ -775,10 +776,10 @@ void Coordinator::FinishPipeline() {
     // surviving step trained and that were not generated again (0 after any fault), those a
     // restarted learner had lost and that were generated again, and those still buffered when
     // their stage ended.
-    summary["groups_acked_never_trained"] = groups_acked_never_trained_;
-    summary["groups_redispatched_after_learner_restart"] = groups_redispatched_;
-    summary["groups_unused_at_stage_end"] = groups_unused_at_stage_end_;
-    summary["groups_adopted_after_coordinator_restart"] = groups_adopted_;
+    summary["groups_acked_never_trained"] = state_.groups_acked_never_trained;
+    summary["groups_redispatched_after_learner_restart"] = state_.groups_redispatched_after_learner_restart;
+    summary["groups_unused_at_stage_end"] = state_.groups_unused_at_stage_end;
+    summary["groups_adopted_after_coordinator_restart"] = state_.groups_adopted;
     summary["wall_seconds"] = UnixNow() - state_.started_unix_seconds;
     if (!state_.error.empty()) summary["error"] = state_.error;  // why the pipeline failed
     result = state_.error.empty() ? absl::OkStatus() : absl::AbortedError(state_.error);
@@ -1099,7 +1100,8 @@ void Coordinator::AdoptHeldLocked(Worker& w, const google::protobuf::RepeatedPtr
     for (const auto& [oid, o] : workers_) elsewhere = elsewhere || (&o != &w && o.adopted.count(id) > 0);
     if (elsewhere) continue;
     w.adopted.insert(id);
-    ++groups_adopted_;
+    ++state_.groups_adopted;
+    MarkDirtyLocked(false);
   }
 }
 
@@ -1554,8 +1556,8 @@ v1::PipelineStatus Coordinator::GetStatus() const {
   out.set_groups_dispatched(state_.groups_dispatched);
   out.set_groups_finished(state_.groups_finished);
   out.set_groups_reassigned(state_.groups_reassigned);
-  out.set_groups_redispatched_after_learner_restart(groups_redispatched_);
-  out.set_groups_adopted(groups_adopted_);
+  out.set_groups_redispatched_after_learner_restart(state_.groups_redispatched_after_learner_restart);
+  out.set_groups_adopted(state_.groups_adopted);
   out.set_done(done_);
   if (!state_.error.empty()) {
     out.set_error(state_.error);

@@ -252,10 +252,6 @@ class Coordinator {
   // word; not in finished_ids_ until then.
   std::map<std::string, Group> acked_ ABSL_GUARDED_BY(mu_);
   bool group_states_supported_ ABSL_GUARDED_BY(mu_) = true;
-  int64_t groups_redispatched_ ABSL_GUARDED_BY(mu_) = 0;      // a restarted learner lost them
-  int64_t groups_acked_never_trained_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t groups_unused_at_stage_end_ ABSL_GUARDED_BY(mu_) = 0;  // buffered when the stage ended
-  int64_t groups_adopted_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::time_point last_acked_check_;  // loop thread only
 
   // The stage the prompts below belong to (-1 = none yet).

@@ -1102,12 +1102,17 @@ TEST(CoordinatorTest, StateFileRoundTrips) {
   s.stages.push_back({"b", "eval", "running", 0, {}, 0});
   s.eval_results[3] = {"b/aa-000003", "w-1", 2, {{"x\xff", 1, true, 3}}};
   s.groups_dispatched = 9;
+  s.groups_redispatched_after_learner_restart = 5;
+  s.groups_adopted = 4;
   auto back = StateFromJson(StateToJson(s));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->stage_index, 1);
   EXPECT_EQ(back->stages[0].metrics.at("loss"), 0.25);
   EXPECT_EQ(back->eval_results.at(3).samples[0].reward, 1);
   EXPECT_EQ(back->groups_dispatched, 9);
+  EXPECT_EQ(back->groups_redispatched_after_learner_restart, 5);
+  EXPECT_EQ(back->groups_adopted, 4);
+  EXPECT_EQ(back->groups_acked_never_trained, 0);
   EXPECT_EQ(back->incarnations.size(), 2u);
   auto bad = StateFromJson("{\"stage_index\": \"x\", \"stages\": []}");
   EXPECT_FALSE(bad.ok());

@@ -128,6 +128,10 @@ std::string StateToJson(const CoordinatorState& state) {
   j["groups_dispatched"] = state.groups_dispatched;
   j["groups_finished"] = state.groups_finished;
   j["groups_reassigned"] = state.groups_reassigned;
+  j["groups_redispatched_after_learner_restart"] = state.groups_redispatched_after_learner_restart;
+  j["groups_acked_never_trained"] = state.groups_acked_never_trained;
+  j["groups_unused_at_stage_end"] = state.groups_unused_at_stage_end;
+  j["groups_adopted"] = state.groups_adopted;
   // Invalid UTF-8 in a completion text must not make the state unwritable.
   return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -145,6 +149,11 @@ absl::StatusOr<CoordinatorState> StateFromJson(const std::string& text) {
   SWARR_RETURN_IF_ERROR(r.Get("groups_dispatched", &s.groups_dispatched));
   SWARR_RETURN_IF_ERROR(r.Get("groups_finished", &s.groups_finished));
   SWARR_RETURN_IF_ERROR(r.Get("groups_reassigned", &s.groups_reassigned));
+  SWARR_RETURN_IF_ERROR(
+      r.Get("groups_redispatched_after_learner_restart", &s.groups_redispatched_after_learner_restart));
+  SWARR_RETURN_IF_ERROR(r.Get("groups_acked_never_trained", &s.groups_acked_never_trained));
+  SWARR_RETURN_IF_ERROR(r.Get("groups_unused_at_stage_end", &s.groups_unused_at_stage_end));
+  SWARR_RETURN_IF_ERROR(r.Get("groups_adopted", &s.groups_adopted));
   if (const json* inc = r.Find("incarnations")) {
     if (!inc->is_array()) return absl::DataLossError("incarnations: expected a list");
     for (const json& v : *inc) {

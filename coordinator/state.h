@@ -62,6 +62,11 @@ struct CoordinatorState {
   int64_t groups_dispatched = 0;
   int64_t groups_finished = 0;
   int64_t groups_reassigned = 0;
+  // Crash consistency and restarts (docs/reliability.md), over every coordinator incarnation.
+  int64_t groups_redispatched_after_learner_restart = 0;
+  int64_t groups_acked_never_trained = 0;
+  int64_t groups_unused_at_stage_end = 0;
+  int64_t groups_adopted = 0;
 };
 
 // JSON text of `state` (one object, keys as the field names above).

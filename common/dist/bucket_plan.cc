@@ -119,7 +119,7 @@ absl::StatusOr<BucketPlan> PlanBuckets(const std::vector<TensorSpec>& tensors, c
     if (!seen.insert(t.name).second) {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", i, ": duplicate name \"", t.name, "\""));
     }
-    BucketEntry e{static_cast<int>(i), t.name, t.dtype, 0, t.nbytes};
+    BucketEntry e{static_cast<int>(i), t.name, t.dtype, t.shape, 0, t.nbytes};
     if (t.nbytes > target) {
       // Its own bucket, whatever is open.
       close();
@@ -159,6 +159,8 @@ uint64_t PlanFingerprint(const BucketPlan& plan) {
       PutU64(&enc, e.tensor_index);
       PutStr(&enc, e.name);
       PutStr(&enc, e.dtype);
+      PutU64(&enc, e.shape.size());
+      for (int64_t d : e.shape) PutU64(&enc, d);
       PutU64(&enc, e.offset);
       PutU64(&enc, e.nbytes);
     }
@@ -192,7 +194,7 @@ absl::Status ComparePlans(const BucketPlan& local, const BucketPlan& remote) {
       const BucketEntry& p = x.entries[i];
       const BucketEntry& q = y.entries[i];
       if (p.name != q.name || p.dtype != q.dtype || p.offset != q.offset || p.nbytes != q.nbytes ||
-          p.tensor_index != q.tensor_index) {
+          p.tensor_index != q.tensor_index || p.shape != q.shape) {
         return differ(absl::StrCat("bucket ", b, " entry ", i, ": \"", p.name, "\" ", p.dtype, " @", p.offset, "+",
                                    p.nbytes, " vs \"", q.name, "\" ", q.dtype, " @", q.offset, "+", q.nbytes));
       }

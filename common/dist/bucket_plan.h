@@ -59,6 +59,7 @@ struct BucketEntry {
   int tensor_index = 0;  // index in the table
   std::string name;
   std::string dtype;
+  std::vector<int64_t> shape;  // as in the table (may be empty)
   int64_t offset = 0;  // inside the bucket; a multiple of the alignment
   int64_t nbytes = 0;
 };
@@ -90,7 +91,7 @@ absl::StatusOr<BucketPlan> PlanBuckets(const std::vector<TensorSpec>& tensors,
                                        const BucketPlanOptions& options);
 
 // XXH64 of a canonical encoding of the options and every bucket and entry (index, name, dtype,
-// offset, nbytes). Any difference that changes where a byte lands changes it.
+// shape, offset, nbytes). Any difference that changes where a byte lands changes it.
 uint64_t PlanFingerprint(const BucketPlan& plan);
 
 // OK if the two plans place every tensor identically; otherwise kFailedPrecondition naming the

@@ -1,10 +1,13 @@
 #include "common/dist/bucket_plan.h"
 
+#include <cstdio>
+
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/dist/zero_partition.h"
 
 namespace swarr::dist {
 namespace {
@@ -163,6 +166,42 @@ TEST(BucketPlanTest, RealisticShapeInConfiguredRange) {
   EXPECT_LE(plan->buckets.size(), 8u);
   EXPECT_LE(plan->max_bucket_bytes(), o.target_bucket_bytes);
   EXPECT_LT(plan->total_bytes - plan->payload_bytes, 256 * static_cast<int64_t>(table.size()));
+}
+
+// The Qwen2.5 shapes in bf16 at the configurable targets (docs/multi-gpu.md's table).
+TEST(BucketPlanTest, QwenShapesAtTheConfiguredTargets) {
+  for (const auto& [label, shape] : {std::pair{"1.5B", Qwen25_1p5B()}, std::pair{"7B", Qwen25_7B()}}) {
+    std::vector<TensorSpec> table;
+    for (const ParamSpec& p : DecoderParams(shape)) table.push_back({p.name, "BF16", {}, p.numel * 2});
+    for (int64_t target : {256 * kMiB, 512 * kMiB, 1 * kGiB}) {
+      BucketPlanOptions o;
+      o.target_bucket_bytes = target;
+      ASSERT_TRUE(ValidateBucketTarget(o).ok());
+      auto plan = PlanBuckets(table, o);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      CheckInvariants(table, *plan);
+      int oversized = 0;
+      for (const Bucket& b : plan->buckets) oversized += b.bytes > target;
+      std::printf("%-4s target %4lld MiB: %3zu buckets, %6.3f GB payload, padding %lld B, largest %4lld MiB, %d oversized\n",
+                  label, static_cast<long long>(target / kMiB), plan->buckets.size(), plan->payload_bytes / 1e9,
+                  static_cast<long long>(plan->total_bytes - plan->payload_bytes),
+                  static_cast<long long>(plan->max_bucket_bytes() / kMiB), oversized);
+      // Nearly full buckets: at most one bucket's worth of slack per bucket boundary.
+      EXPECT_LE(plan->total_bytes - plan->payload_bytes, 256 * static_cast<int64_t>(table.size()));
+    }
+  }
+  // 7B's embedding and lm_head (152064 x 3584 bf16 = 1.09 GB) each exceed even 1 GiB: own buckets.
+  std::vector<TensorSpec> table;
+  for (const ParamSpec& p : DecoderParams(Qwen25_7B())) table.push_back({p.name, "BF16", {}, p.numel * 2});
+  BucketPlanOptions o;
+  o.target_bucket_bytes = kGiB;
+  auto plan = PlanBuckets(table, o);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->buckets.front().entries.size(), 1u);
+  EXPECT_EQ(plan->buckets.front().entries[0].name, "model.embed_tokens.weight");
+  EXPECT_EQ(plan->buckets.back().entries.size(), 1u);
+  EXPECT_EQ(plan->buckets.back().entries[0].name, "lm_head.weight");
+  EXPECT_EQ(plan->payload_bytes, 2 * 7'615'616'512);
 }
 
 TEST(BucketPlanTest, Errors) {

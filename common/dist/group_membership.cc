@@ -123,7 +123,11 @@ bool GroupMembership::VersionSettled() const {
     const std::string& id = epoch_.ranks[r];
     if (acked_.count(id) || reported_abort_.count(id)) continue;
     auto it = members_.find(id);
-    if (it == members_.end() || it->second.state == MemberState::kDropped) continue;
+    // Gone, dropped, or dropped and already back as a newcomer: owes no answer in this epoch.
+    if (it == members_.end() ||
+        (it->second.state != MemberState::kActive && it->second.state != MemberState::kLeaving)) {
+      continue;
+    }
     return false;
   }
   return true;

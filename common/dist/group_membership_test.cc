@@ -260,6 +260,18 @@ TEST(GroupMembershipTest, MarkDeadAbortsAVersionInFlight) {
   EXPECT_THAT(v->removed, ElementsAre("r2"));
 }
 
+TEST(GroupMembershipTest, RestartedMemberOwesNoAnswerForTheOldEpoch) {
+  GroupMembership g = ThreeMemberGroup();
+  ASSERT_TRUE(g.MarkDead("r2").ok());
+  ASSERT_TRUE(g.Join("r2", Role::kRollout).ok());  // back before the version settled
+  ASSERT_TRUE(g.ReportAborted("r1", 1).ok());
+  EXPECT_FALSE(g.in_flight());  // settled now, not at the deadline
+  auto v = g.BeginVersion(2, 10);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_THAT(v->epoch.ranks, ElementsAre("L", "r1"));
+  EXPECT_EQ(State(g, "r2"), MemberState::kBootstrapping);
+}
+
 TEST(GroupMembershipTest, MarkDeadBetweenVersionsAndOfANonRank) {
   GroupMembership g = ThreeMemberGroup();
   AckAll(g, 1);

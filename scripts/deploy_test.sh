@@ -12,7 +12,8 @@
 #            coordinator, the learner and all 3 rollouts and loaded the alert rules, that all 3
 #            rollouts pushed trajectories, that killing one rollout container (SIGKILL, while it
 #            is generating, in the rl stage) loses nothing (summary.json: every rl trajectory
-#            trained once, none twice, its groups re-assigned), then `down -v` leaves nothing
+#            trained once, none twice, its groups re-assigned), that a replica added during the
+#            run (--scale rollout=4) registers and generates, then `down -v` leaves nothing
 #   kube     deploy/k8s/overlays/cpu rendered by `kubectl kustomize`, turned into what `podman kube play` runs
 #            (tests/deploy/kube_testcopy.py: Job/StatefulSet -> Pods named as the Services, no
 #            host ports), 3 rollout pods, the pipeline to the end (summary.json), then torn down
@@ -226,6 +227,16 @@ if has_phase compose; then
   [ "$busy" -gt 0 ] || fail "compose: $VICTIM never generated after its first push in the rl stage"
   podman kill --signal KILL "$VICTIM" > /dev/null
   log "compose: killed $VICTIM (SIGKILL) in the rl stage with $busy active sequences, after pushing $pushed trajectories"
+  ORIGINAL=$(podman ps --format '{{.Names}}' --filter "label=com.docker.compose.project=$PROJECT" \
+               --filter "label=com.docker.compose.service=rollout" | sort)
+  # Scaling up during the run: once the coordinator has declared the victim dead, one more replica.
+  for _ in $(seq 100); do podman logs "$COORD" 2>&1 | grep -q "is dead" && break; sleep 0.2; done
+  compose up -d --no-recreate --scale rollout=$(( ROLLOUTS + 1 )) rollout > "$W/logs/compose-scale.log" 2>&1 \
+    || { cat "$W/logs/compose-scale.log"; fail "docker-compose up --scale rollout=$(( ROLLOUTS + 1 )) during the run"; }
+  ADDED=$(podman ps --format '{{.Names}}' --filter "label=com.docker.compose.project=$PROJECT" \
+            --filter "label=com.docker.compose.service=rollout" | sort | comm -13 <(echo "$ORIGINAL") -)
+  [ -n "$ADDED" ] || fail "compose: scaling to $(( ROLLOUTS + 1 )) during the run started no container"
+  log "compose: scaled to $(( ROLLOUTS + 1 )) rollouts during the rl stage: started $(echo $ADDED) (the killed one again and a new one)"
 
   for _ in $(seq 600); do
     read -r st code <<< "$(state_of "$COORD")"
@@ -243,8 +254,7 @@ if has_phase compose; then
   # Every rollout pushed trajectories: each replica's own counter (its /metrics; the killed one's
   # as read just before the kill).
   per="${VICTIM##*_}:$pushed"
-  for c in $(podman ps --format '{{.Names}}' --filter "label=com.docker.compose.project=$PROJECT" \
-               --filter "label=com.docker.compose.service=rollout"); do
+  for c in $ORIGINAL; do
     cip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
     n=$(curl -sf --max-time 5 "http://$cip:9103/metrics" | awk '$1 == "swarr_rollout_trajectories_pushed_total" {print int($2)}')
     per="$per ${c##*_}:${n:-0}"
@@ -253,6 +263,17 @@ if has_phase compose; then
   n=$(tr ' ' '\n' <<< "$per" | awk -F: '$2 > 0' | wc -l)
   [ "$n" = "$ROLLOUTS" ] || fail "compose: $n of $ROLLOUTS rollouts pushed trajectories (replica:pushed): $per"
   log "compose: trajectories pushed per rollout replica (replica:pushed): $per"
+  # The replicas started by the scale-up registered and generated (rl or eval groups). docker-compose
+  # 1.29 starts the killed container again and adds one: both count.
+  nreg=$(grep -c "registered:" "$W/logs/compose-coordinator.log" || true)
+  nadded=$(wc -w <<< "$ADDED")
+  [ "$nreg" -ge $(( ROLLOUTS + nadded )) ] || fail "compose: $nreg registrations, expected $ROLLOUTS + $nadded added"
+  for c in $ADDED; do
+    cip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
+    tok=$(curl -sf --max-time 5 "http://$cip:9103/metrics" | awk '$1 == "swarr_rollout_tokens_generated_total" {print int($2)}')
+    [ "${tok:-0}" -gt 0 ] || fail "compose: $c, started during the run, generated no token"
+    log "compose: $c (started during the run) registered and generated $tok tokens"
+  done
 
   compose down -v -t 30 > "$W/logs/compose-down.log" 2>&1 || fail "docker-compose down -v"
   COMPOSE_UP=0

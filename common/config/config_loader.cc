@@ -2,6 +2,7 @@
 #include "common/config/placement.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -734,10 +736,63 @@ void CheckStop(const swarr::v1::StopRule& stop, bool trains, Problems* p) {
 
 }  // namespace
 
+// The documents of `text` as YAML::LoadAll gives them, without its endless loop: yaml-cpp 0.7's
+// LoadAll never returns on some malformed input (a ',' where a node should start, e.g. the text
+// ",": the parser then yields empty documents without consuming anything, and LoadAll collects
+// them until memory runs out; yaml-cpp issue 1040, fixed upstream after 0.8). Found by
+// fuzz/fuzz_yaml_config.cc; inputs in fuzz/regressions/yaml_config/. Here the documents are
+// counted first with a parser that stops at the first document that neither has content nor
+// moved the parser on, which is then a syntax error at its position.
+namespace {
+
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    content = false;
+    start = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { null_mark = mark; }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { content = true; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { content = true; }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    content = true;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    content = true;
+  }
+  void OnMapEnd() override {}
+  bool content = false;
+  YAML::Mark start, null_mark;
+};
+
+std::vector<YAML::Node> LoadDocuments(const std::string& text) {
+  {
+    std::stringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    int empty_in_a_row = 0;
+    int last_pos = -1;
+    while (parser.HandleNextDocument(counter)) {
+      const int pos = counter.null_mark.pos;
+      if (counter.content) {
+        empty_in_a_row = 0;
+      } else if (pos == last_pos && ++empty_in_a_row >= 2) {
+        throw YAML::ParserException(counter.null_mark, "unexpected character where a node should start");
+      }
+      last_pos = counter.content ? -1 : pos;
+    }
+  }
+  return YAML::LoadAll(text);
+}
+
+}  // namespace
+
 absl::Status ParseYamlConfig(const std::string& yaml_text, google::protobuf::Message* message) {
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(yaml_text);
+    documents = LoadDocuments(yaml_text);
   } catch (const YAML::DeepRecursion& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "line ", e.mark.line + 1, ", column ", e.mark.column + 1,

@@ -173,6 +173,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text) {
   SWARR_ASSIGN_OR_RETURN(c.hidden_size, GetInt(j, "hidden_size"));
   SWARR_ASSIGN_OR_RETURN(c.intermediate_size, GetInt(j, "intermediate_size"));
   SWARR_ASSIGN_OR_RETURN(c.num_hidden_layers, GetInt(j, "num_hidden_layers"));
+  // Per-layer settings are allocated from this count: a corrupt value (found by
+  // fuzz/fuzz_model_config.cc: 42949672942) must be an error, not an allocation failure.
+  constexpr int64_t kMaxLayers = 4096;
+  if (c.num_hidden_layers > kMaxLayers) {
+    return FieldError("num_hidden_layers", absl::StrCat("at most ", kMaxLayers, ", got ", c.num_hidden_layers));
+  }
   SWARR_ASSIGN_OR_RETURN(c.num_attention_heads, GetInt(j, "num_attention_heads"));
   SWARR_ASSIGN_OR_RETURN(c.num_key_value_heads, GetInt(j, "num_key_value_heads", c.num_attention_heads));
   if (c.num_attention_heads <= 0) return FieldError("num_attention_heads", "must be positive");

@@ -9,14 +9,14 @@ src="$(cd "$here/../.." && pwd)"
 swarr="${SWARR:-$src/build/bin/swarr}"
 out="${OUT:-/tmp/swarr_chaos_long.jsonl}"
 faults="${FAULTS:-20}"
-rl_steps="${RL_STEPS:-60}"
+rl_steps="${RL_STEPS:-120}"
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(1 2 3)
 : > "$out"
 status=0
 for seed in "${seeds[@]}"; do
   python3 "$here/chaos.py" --swarr "$swarr" --seed "$seed" --faults "$faults" --rl-steps "$rl_steps" \
-      --sft-steps 300 --eval-problems 100 --gap 0.5 3 --timeout 1200 >> "$out" || status=1
+      --sft-steps 300 --eval-problems 100 --gap 0.3 2 --timeout 1200 >> "$out" || status=1
 done
 # The same pipeline without faults: the accuracy the chaos runs are compared with.
 python3 "$here/chaos.py" --swarr "$swarr" --seed 0 --faults 0 --rl-steps "$rl_steps" --sft-steps 300 \

@@ -626,5 +626,19 @@ rpc: {keepalive_time_seconds: 2, keepalive_timeout_seconds: 1.5}
   EXPECT_NE(std::string(ValidatePipeline(bad).message()).find("weight_sync: must be"), std::string::npos);
 }
 
+// yaml-cpp 0.7's LoadAll loops allocating until memory runs out on these (found by
+// fuzz/fuzz_yaml_config.cc): each must be one syntax error with its position.
+TEST(ConfigLoaderTest, InputsThatHangYamlCppAreSyntaxErrors) {
+  for (const std::string text : {",", "  , a: 1\n", "# c\n a #c\n   ,x\n"}) {
+    v1::PipelineConfig p;
+    const absl::Status st = ParseYamlConfig(text, &p);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(std::string(st.message()).find("YAML syntax error"), std::string::npos) << st;
+  }
+  // Empty documents are still fine.
+  v1::PipelineConfig p;
+  EXPECT_TRUE(ParseYamlConfig("---\n---\n", &p).ok());
+}
+
 }  // namespace
 }  // namespace swarr

@@ -12,8 +12,17 @@ source .device/env.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # keep multicast off
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+# NCCL: CUDA's own if it ships nccl.h, else the nvidia-nccl wheel beside PyTorch.
+NCCL_ARGS=()
+if [ ! -f /usr/local/cuda/include/nccl.h ] && [ ! -f /usr/include/nccl.h ]; then
+  NCCL_DIR=$(python3 -c "import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])" 2>/dev/null)
+  if [ -n "$NCCL_DIR" ] && [ -f "$NCCL_DIR/include/nccl.h" ]; then
+    NCCL_ARGS=(-DSWARR_NCCL_INCLUDE_DIR="$NCCL_DIR/include" -DSWARR_NCCL_LIBRARY="$(ls "$NCCL_DIR"/lib/libnccl.so* | head -1)")
+  fi
+fi
+echo "nccl: ${NCCL_ARGS[*]:-from the CUDA toolkit}"
 cmake -S . -B /tmp/bn -G Ninja -DCMAKE_BUILD_TYPE=Release -DSWARR_WITH_CUDA=ON -DSWARR_WITH_NCCL=ON \
-  -DSWARR_SHARED_DIR="$PWD/.device/shared" -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" \
+  -DSWARR_SHARED_DIR="$PWD/.device/shared" -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH" "${NCCL_ARGS[@]}" \
   > "$OUT/cmake_nccl.log" 2>&1 || { tail -50 "$OUT/cmake_nccl.log"; exit 1; }
 cmake --build /tmp/bn -j 16 --target dist_nccl_comm_test swarr_nccl_broadcast_bench dist_broadcast_sim_test \
   > "$OUT/build_nccl.log" 2>&1 || { grep -E "error|Error" "$OUT/build_nccl.log" | head -40; exit 1; }

@@ -1121,8 +1121,8 @@ absl::StatusOr<v1::GetGroupStatesResponse> LearnerEngine::GetGroupStates(
         "no rl stage is running (the learner is ",
         ctx_ ? absl::StrCat("on stage ", ctx_->stage.name()) : std::string("IDLE"), ")"));
   }
-  absl::flat_hash_set<std::string> waiting;
-  for (const auto& [id, g] : resolved_) waiting.insert(id);
+  absl::flat_hash_map<std::string, const Group*> waiting;  // resolved, not taken by a step yet
+  for (const auto& [id, g] : resolved_) waiting[id] = &g;
   // A finished stage's final checkpoint holds every step.
   const int64_t durable =
       state_ == v1::LearnerStatus::DONE ? std::numeric_limits<int64_t>::max() : durable_lines_;
@@ -1139,8 +1139,9 @@ absl::StatusOr<v1::GetGroupStatesResponse> LearnerEngine::GetGroupStates(
     v1::GetGroupStatesResponse::State st = v1::GetGroupStatesResponse::UNKNOWN;
     if (last_line >= 0) {
       st = last_line < durable ? v1::GetGroupStatesResponse::DURABLE : v1::GetGroupStatesResponse::TRAINED;
-    } else if (partial_.contains(g.group_id()) || waiting.contains(g.group_id()) ||
-               training_ids_.count(g.group_id()) > 0) {
+    } else if (auto w = waiting.find(g.group_id()); w != waiting.end() && w->second->accepted.empty()) {
+      st = v1::GetGroupStatesResponse::DROPPED;  // every member dropped at arrival: nothing to train
+    } else if (partial_.contains(g.group_id()) || w != waiting.end() || training_ids_.count(g.group_id()) > 0) {
       st = v1::GetGroupStatesResponse::BUFFERED;
     } else if (taken) {
       st = v1::GetGroupStatesResponse::DROPPED;

@@ -128,6 +128,25 @@ class Learner {
     req.set_latest(latest);
     return FetchWeights(*stub_, req, security_, limits_, 30);
   }
+  // GetGroupStates of groups of 4: one letter per group, U(nknown) B(uffered) T(rained)
+  // D(urable) X (dropped); or the error.
+  std::string GroupStates(const std::vector<std::string>& ids, grpc::StatusCode* code = nullptr, int size = 4) {
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, security_, limits_);
+    v1::GetGroupStatesRequest req;
+    for (const auto& id : ids) {
+      auto* g = req.add_groups();
+      g->set_group_id(id);
+      g->set_group_size(size);
+    }
+    v1::GetGroupStatesResponse r;
+    grpc::Status st = stub_->GetGroupStates(&ctx, req, &r);
+    if (code != nullptr) *code = st.error_code();
+    if (!st.ok()) return st.error_message();
+    std::string out;
+    for (int s : r.states()) out += "UBTDX"[s];
+    return out;
+  }
   bool WaitFor(const std::function<bool(const v1::LearnerStatus&)>& done) {
     return engine().WaitForStatusForTest(done, 30);
   }
@@ -755,6 +774,65 @@ TEST(LearnerServiceTest, TakenIdsStayBoundedOverManyGroupsAndOldDuplicatesAreSti
   EXPECT_EQ(over.PushOk(Group(name(kGroups / 2), 0, over.inc())), "DDDD");
   EXPECT_EQ(over.PushOk(Group(name(kGroups), 0, over.inc())), "SSSS");
   EXPECT_EQ(over.Status().trajectories_duplicate(), 8);
+}
+
+// Crash consistency (docs/reliability.md): GetGroupStates says what a crash would lose, and a
+// learner started on the files a SIGKILL leaves (a copy of the run directory taken while the
+// first one runs: no SIGTERM checkpoint, no pending.binpb) cuts trained_ids.log back to its
+// checkpoint, so the groups of the lost step are new to it (before, they were refused as
+// duplicates and counted as trained).
+TEST(LearnerServiceTest, GroupStatesAndACrashedLearnersTrainedIdsAreCutToTheCheckpoint) {
+  const std::string dir = TempDir();
+  const v1::PipelineConfig p = Pipeline("name: p\nstages:\n" + RlStage(/*max_steps=*/6, 0, /*every_steps=*/2));
+  Learner learner(dir);
+  v1::LearnerStatus s;
+  grpc::StatusCode code;
+  EXPECT_THAT(learner.GroupStates({"rl/a-0"}, &code), HasSubstr("no rl stage is running"));
+  EXPECT_EQ(code, grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(learner.StartStage(0, p, &s).ok());
+  ASSERT_TRUE(learner.WaitFor([](const v1::LearnerStatus& s) { return s.has_latest(); }));
+  const std::string inc = learner.inc();
+  for (int step = 0; step < 3; ++step) {
+    for (int g = 2 * step; g < 2 * step + 2; ++g) {
+      EXPECT_EQ(learner.PushOk(Group("rl/a-" + std::to_string(g), step, inc)), "AAAA");
+    }
+    ASSERT_TRUE(learner.WaitFor([&](const v1::LearnerStatus& s) { return Latest(s) == step + 1; }));
+  }
+  // Steps 1-3 trained; the checkpoint holds steps 1-2 (every 2 steps).
+  // Buffered: parts of groups (a step needs 2 resolved groups; the stale one is the only one).
+  EXPECT_EQ(learner.PushOk(Group("rl/a-6", 3, inc, 4, 0, 2)), "AAA");
+  EXPECT_EQ(learner.PushOk(Group("rl/a-7", 3, inc, 4, 0, 1)), "AA");
+  EXPECT_EQ(learner.PushOk(Group("rl/old", 0, inc)), "SSSS");  // too stale: nothing to train
+  const std::vector<std::string> ids = {"rl/a-0", "rl/a-3", "rl/a-4", "rl/a-5", "rl/a-6", "rl/a-7", "rl/old", "rl/zz"};
+  EXPECT_EQ(learner.GroupStates(ids), "DDTTBBXU");
+  EXPECT_THAT(learner.GroupStates({""}, &code), HasSubstr("groups[0].group_id: empty"));
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(learner.GroupStates({"rl/a-0"}, &code, 0), HasSubstr("groups[0].group_size"));
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(learner.Status().trajectories_trained(), 24);
+
+  // What a SIGKILL now leaves on disk.
+  const std::string crashed = TempDir() + "/run";
+  // (cp retried: a temporary file of an atomic write may vanish under it.)
+  bool copied = false;
+  for (int i = 0; i < 5 && !copied; ++i) {
+    copied = std::system(("rm -rf " + crashed + " && cp -a " + dir + " " + crashed + " 2>/dev/null").c_str()) == 0;
+  }
+  ASSERT_TRUE(copied);
+  Learner next(crashed);
+  ASSERT_TRUE(next.StartStage(0, p, &s).ok());
+  ASSERT_TRUE(next.WaitFor([](const v1::LearnerStatus& s) { return s.has_latest(); }));
+  s = next.Status();
+  EXPECT_EQ(s.step(), 2);
+  EXPECT_EQ(s.trajectories_trained(), 16) << "the ids of step 3 (not in the checkpoint) were not cut";
+  // Step 3's groups and the buffered ones are unknown to it: the coordinator generates them again.
+  EXPECT_EQ(next.GroupStates(ids), "DDUUUUUU");
+  EXPECT_EQ(next.PushOk(Group("rl/a-4", 2, next.inc())), "AAAA");
+  EXPECT_EQ(next.PushOk(Group("rl/a-0", 2, next.inc())), "DDDD");
+  EXPECT_EQ(next.PushOk(Group("rl/a-5", 2, next.inc())), "AAAA");
+  ASSERT_TRUE(next.WaitFor([](const v1::LearnerStatus& s) { return s.step() == 3; }));
+  EXPECT_EQ(next.Status().trajectories_trained(), 24);
+  EXPECT_EQ(next.Status().trajectory_ids_trained_twice(), 0);
 }
 
 }  // namespace

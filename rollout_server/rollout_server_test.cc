@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/generic/generic_stub.h>
 
 #include "common/math/synthetic.h"
 #include "common/model/generator.h"
@@ -157,6 +158,70 @@ TEST(RolloutServerTest, GroupGoesToTheLearnerWithEveryField) {
   ASSERT_TRUE(WaitUntil([&] {
     auto hb = c.coordinator.heartbeats();
     return !hb.empty() && hb.back().loaded().version() == 1 && hb.back().tokens_generated() > 0;
+  }));
+}
+
+// grpc.health.v1.Health/Check of the server on `port`: 1 SERVING, 2 NOT_SERVING, -1 no answer.
+int HealthOf(int port) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice no_bytes("");  // HealthCheckRequest{service: ""}
+  grpc::ByteBuffer request(&no_bytes, 1), response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status st) { done.set_value(st); });
+  if (!done.get_future().get().ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) return -1;
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1;
+}
+
+// Progress liveness (docs/reliability.md): the engine loop hangs (held in the step observer)
+// with a group running and one queued. Heartbeats go on and say so (decode steps frozen, 4
+// runnable sequences, both groups held); after the progress timeout the server's health is
+// NOT_SERVING; when the engine moves again it is SERVING and both groups finish.
+TEST(RolloutServerTest, StuckEngineTurnsHealthNotServingUntilItMovesAgain) {
+  RolloutServerOptions o;
+  o.progress_timeout_seconds = 0.5;
+  Cluster c(o);
+  ASSERT_TRUE(c.Registered());
+  EXPECT_EQ(HealthOf(c.rollout->port()), 1);
+  std::promise<void> stuck;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> once{false};
+  c.rollout->engine().SetStepObserverForTest([&](int64_t, const std::vector<std::string>&) {
+    if (!once.exchange(true)) {
+      stuck.set_value();
+      released.wait();
+    }
+  });
+  v1::PromptGroup a = Group("rl/a", 2, 40, 1), b = Group("rl/b", 2, 10, 2);
+  a.mutable_sampling()->clear_stop_token_ids();
+  a.mutable_sampling()->add_stop_token_ids(kVocab - 1);
+  c.coordinator.SendGroup(a);
+  stuck.get_future().wait();
+  const auto t0 = std::chrono::steady_clock::now();
+  c.coordinator.SendGroup(b);
+  ASSERT_TRUE(WaitUntil([&] { return c.rollout->engine().Stats().runnable_sequences == 4; }))
+      << "queued sequences of a stuck engine must count as runnable";
+  EXPECT_TRUE(WaitUntil([&] { return HealthOf(c.rollout->port()) == 2; }));
+  EXPECT_GE(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.3);
+  const v1::HeartbeatRequest hb = c.coordinator.heartbeats().back();
+  ASSERT_TRUE(hb.has_progress());
+  EXPECT_EQ(hb.progress().running_sequences(), 4);
+  EXPECT_EQ(hb.progress().decode_steps(), c.rollout->engine().Stats().decode_steps);
+  EXPECT_THAT(hb.held_group_ids(), ::testing::UnorderedElementsAre("rl/a", "rl/b"));
+  release.set_value();
+  EXPECT_TRUE(WaitUntil([&] { return HealthOf(c.rollout->port()) == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return c.coordinator.finished().size() == 2; }));
+  EXPECT_TRUE(WaitUntil([&] {
+    const v1::HeartbeatRequest last = c.coordinator.heartbeats().back();
+    return last.held_group_ids_size() == 0 && last.progress().running_sequences() == 0;
   }));
 }
 

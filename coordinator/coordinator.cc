@@ -459,12 +459,15 @@ bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {
       return true;
     }
     if (!r.ok() || r->states_size() != static_cast<int>(ask.size())) {
-      if (final) {
-        Log(absl::StrCat("the learner's GetGroupStates failed (",
-                         r.ok() ? "wrong number of states" : std::string(r.status().message()), "); retrying"));
+      const std::string why = r.ok() ? absl::StrCat(r->states_size(), " states for ", ask.size(), " groups")
+                                     : std::string(r.status().message());
+      if (final && why != last_acked_error_) {
+        Log(absl::StrCat("the learner's GetGroupStates failed (", why, "); the stage ends once it answers"));
       }
+      last_acked_error_ = why;
       return false;
     }
+    last_acked_error_.clear();
     int64_t lost = 0;
     for (size_t i = 0; i < ask.size(); ++i) {
       auto it = acked_.find(ask[i].first);

@@ -253,6 +253,7 @@ class Coordinator {
   std::map<std::string, Group> acked_ ABSL_GUARDED_BY(mu_);
   bool group_states_supported_ ABSL_GUARDED_BY(mu_) = true;
   Clock::time_point last_acked_check_;  // loop thread only
+  std::string last_acked_error_;        // loop thread only: logged once
 
   // The stage the prompts below belong to (-1 = none yet).
   int32_t prepared_stage_ ABSL_GUARDED_BY(mu_) = -1;

@@ -206,13 +206,23 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
 
   // RL curves: reward per step; window-friendly share of the trained trajectories per step.
   const auto rl_lines = JsonLines(run_dir + "/stages/" + rl_stage + "/metrics.jsonl");
+  // metrics.jsonl and trajectories.jsonl count optimizer steps (epochs x minibatches per RL
+  // step); the plots count RL steps (batches): line i of metrics.jsonl is RL step i + 1.
   PlotSeries reward{"mean reward of sampled solutions (RL prompts)", {}, false, false};
-  for (const auto& l : rl_lines) reward.points.push_back({l.value("step", 0.0), l.value("reward_mean", 0.0)});
-  const double last_step = rl_lines.empty() ? 1 : rl_lines.back().value("step", 1.0);
-  std::map<int64_t, std::pair<int64_t, int64_t>> wf_by_step;  // step -> (window-friendly, all)
+  std::map<int64_t, int64_t> rl_step_of;  // optimizer step -> RL step
+  for (const auto& l : rl_lines) {
+    const int64_t rl_step = static_cast<int64_t>(reward.points.size()) + 1;
+    rl_step_of[l.value("step", int64_t{0})] = rl_step;
+    reward.points.push_back({static_cast<double>(rl_step), l.value("reward_mean", 0.0)});
+  }
+  const double last_step = rl_lines.empty() ? 1 : static_cast<double>(rl_lines.size());
+  std::map<int64_t, std::pair<int64_t, int64_t>> wf_by_step;  // RL step -> (window-friendly, all)
+  int64_t rl_samples = 0;  // trajectories of the RL steps that updated (trajectories.jsonl)
   for (const auto& t : JsonLines(run_dir + "/stages/" + rl_stage + "/trajectories.jsonl")) {
+    ++rl_samples;
     std::vector<int64_t> ids = t.value("completion_ids", std::vector<int64_t>());
-    auto& [wf, all] = wf_by_step[t.value("step", int64_t{0})];
+    auto it = rl_step_of.find(t.value("step", int64_t{0}));
+    auto& [wf, all] = wf_by_step[it == rl_step_of.end() ? 0 : it->second];
     wf += window_task::IsWindowFriendly(CharVocab::Decode(ids), spec.lag);
     ++all;
   }
@@ -261,6 +271,11 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
   p3.series = {kv_sa_s, kv_swa_s};
   SWARR_RETURN_IF_ERROR(WriteText(run_dir + "/plots/kv_memory.svg", RenderSvg(p3)));
 
+  double clip_mean = 0, clip_max = 0;
+  for (const auto& l : rl_lines) {
+    clip_mean += l.value("clip_frac", 0.0) / static_cast<double>(rl_lines.size());
+    clip_max = std::max(clip_max, l.value("clip_frac", 0.0));
+  }
   nlohmann::json results = {{"sa_acc", sa.accuracy},
                             {"swa_sft_acc", sft.accuracy},
                             {"swa_rl_acc", rl.accuracy},
@@ -276,6 +291,10 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
                             {"kv_bytes_per_seq_swa", kv_swa},
                             {"kv_length", eval_len},
                             {"rl_steps", static_cast<int64_t>(rl_lines.size())},
+                            {"rl_optimizer_steps", rl_lines.empty() ? int64_t{0} : rl_lines.back().value("step", int64_t{0})},
+                            {"rl_samples", rl_samples},
+                            {"rl_clip_frac_mean", clip_mean},
+                            {"rl_clip_frac_max", clip_max},
                             {"wall_seconds", wall_seconds}};
   // Sampled accuracy and pass@k per model (eval.sampled), null where a stage drew no samples.
   auto ci_json = [](const std::pair<double, double>& ci) { return nlohmann::json::array({ci.first, ci.second}); };
@@ -352,6 +371,12 @@ absl::Status WriteReport(const std::string& run_dir, const v1::PipelineConfig& p
                         rl.n, 100 * gap, 100 * (rl.accuracy - sft.accuracy),
                         gap > 0 ? 100 * (rl.accuracy - sft.accuracy) / gap : 0.0,
                         results["criterion_met"].get<bool>() ? "met" : "not met");
+  absl::StrAppendFormat(&md,
+                        "RL: %d steps that updated the policy (%d sampled solutions in their batches; a "
+                        "batch whose groups were all uniform updates nothing) and %d optimizer steps (PPO "
+                        "epochs x minibatches); share of clipped tokens per step: mean %.4f, largest %.4f.\n\n",
+                        static_cast<int64_t>(rl_lines.size()), rl_samples, results["rl_optimizer_steps"].get<int64_t>(),
+                        clip_mean, clip_max);
   absl::StrAppend(&md, "![reward and accuracy over RL steps](plots/rl_reward_accuracy.svg)\n\n",
                   "![share of window-friendly solutions over RL steps](plots/window_friendly_share.svg)\n\n",
                   "![KV memory per sequence against length](plots/kv_memory.svg)\n\n");

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <limits>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -199,6 +200,23 @@ absl::Status Coordinator::Init() {
       }
     }
     state_.incarnations.push_back(incarnation_);
+    // Acknowledged rl groups of the previous process, not yet known to be trained durably.
+    const std::string current = state_.stage_index < p.stages_size() ? p.stages(state_.stage_index).name() : "";
+    for (const std::string& text : state_.acked_groups) {
+      std::string bytes;
+      Group g;
+      if (!absl::Base64Unescape(text, &bytes) || !g.group.ParseFromString(bytes) || g.group.group_id().empty()) {
+        return absl::DataLossError(absl::StrCat(state_path_, ": acked_groups: an entry does not parse"));
+      }
+      if (g.group.stage() != current || g.group.eval()) continue;
+      g.stage_index = state_.stage_index;
+      g.ever_sent = g.ever_finished = true;
+      g.tokens = (static_cast<int64_t>(g.group.prompt_ids_size()) + g.group.max_new_tokens()) * g.group.num_samples();
+      const std::string id = g.group.group_id();
+      acked_[id] = std::move(g);
+    }
+    state_.acked_groups.clear();
+    if (!acked_.empty()) Log(absl::StrCat(acked_.size(), " acknowledged groups of the previous process to check with the learner"));
     metrics_->groups_dispatched.Increment(static_cast<double>(state_.groups_dispatched));
     metrics_->groups_finished.Increment(static_cast<double>(state_.groups_finished));
     metrics_->groups_reassigned.Increment(static_cast<double>(state_.groups_reassigned));
@@ -282,7 +300,10 @@ void Coordinator::PersistIfDue(bool force) {
     if (!dirty_ && !force) return;
     const Clock::time_point now = Clock::now();
     if (!force && !urgent_ && Seconds(now - last_persist_) < options_.persist_interval_seconds) return;
+    state_.acked_groups.clear();
+    for (const auto& [id, g] : acked_) state_.acked_groups.push_back(absl::Base64Escape(g.group.SerializeAsString()));
     text = StateToJson(state_);
+    state_.acked_groups.clear();
     dirty_ = urgent_ = false;
     last_persist_ = now;
   }
@@ -505,8 +526,8 @@ bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {
       metrics_->groups_reassigned.Increment();
       ++lost;
     }
+    MarkDirtyLocked(false);  // acked_ changed (persisted with the state)
     if (lost > 0) {
-      MarkDirtyLocked(false);
       Log(absl::StrCat("learner ", r->learner_incarnation(), " does not know ", lost,
                        " groups it acknowledged before (a restart lost them): re-queued"));
     }

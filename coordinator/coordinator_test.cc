@@ -138,6 +138,29 @@ class FakeLearner final : public v1::Learner::Service {
     return grpc::Status::OK;
   }
 
+  // GetGroupStates answers UNIMPLEMENTED (as an older learner) until a state is set; then that
+  // state for every group, and the ids asked are recorded.
+  grpc::Status GetGroupStates(grpc::ServerContext* ctx, const v1::GetGroupStatesRequest* req,
+                              v1::GetGroupStatesResponse* out) override {
+    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    std::lock_guard<std::mutex> l(mu_);
+    if (group_state_ < 0) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no GetGroupStates");
+    for (const auto& g : req->groups()) {
+      asked_.insert(g.group_id());
+      out->add_states(static_cast<v1::GetGroupStatesResponse::State>(group_state_));
+    }
+    out->set_learner_incarnation(status_.incarnation());
+    return grpc::Status::OK;
+  }
+  void SetGroupState(int state) {
+    std::lock_guard<std::mutex> l(mu_);
+    group_state_ = state;
+  }
+  std::set<std::string> asked() {
+    std::lock_guard<std::mutex> l(mu_);
+    return asked_;
+  }
+
   void Update(const std::function<void(v1::LearnerStatus*)>& f) {
     std::lock_guard<std::mutex> l(mu_);
     f(&status_);
@@ -187,6 +210,8 @@ class FakeLearner final : public v1::Learner::Service {
   bool available_ = true;
   int64_t polls_ = 0;
   bool hold_next_ = false, held_ = false;
+  int group_state_ = -1;
+  std::set<std::string> asked_;
 };
 
 struct LearnerServer {
@@ -659,6 +684,57 @@ TEST(CoordinatorTest, RestartedCoordinatorCountsTheOldProcessGroupsInFlight) {
   ASSERT_TRUE(WaitUntil([&] { return a.groups().size() == 3; }));
   ASSERT_TRUE(learner.learner.WaitPolls(5));
   EXPECT_EQ(a.groups().size(), 3u);
+}
+
+// Crash consistency across restarts (docs/reliability.md): rl groups reported finished stay
+// with the coordinator (and in state.json) until the learner reports them trained in a
+// checkpointed step. A learner that no longer knows them (restarted, its buffer and uncheckpointed
+// steps lost) gets them generated again, same ids, even by a restarted coordinator.
+TEST(CoordinatorTest, AcknowledgedGroupsALearnerLostAreDispatchedAgainEvenAfterACoordinatorRestart) {
+  LearnerServer learner;
+  learner.learner.SetGroupState(v1::GetGroupStatesResponse::BUFFERED);
+  const auto pipeline = Pipeline(kWorkers + "stages:\n" + RlStage("rl", 4, 0));
+  const std::string dir = TempDir();
+  std::vector<std::string> first;
+  {
+    auto coord = StartCoordinator(pipeline, dir, learner.address);
+    ASSERT_NE(coord, nullptr);
+    FakeWorker w(Address(*coord), 8);
+    w.Join("w");
+    ASSERT_TRUE(WaitUntil([&] { return w.groups().size() == 4; }));
+    first = w.group_ids();
+    // Two finish (the learner holds them in its buffer), one of them reported twice.
+    learner.learner.Update([](v1::LearnerStatus* s) { s->set_buffered_groups(2); });
+    ASSERT_TRUE(w.Heartbeat({first[0], first[1]}).ok());
+    ASSERT_TRUE(w.Heartbeat({first[1]}).ok());
+    EXPECT_EQ(coord->coordinator().GetStatus().groups_finished(), 2);
+    ASSERT_TRUE(WaitUntil([&] { return learner.learner.asked().count(first[1]) > 0; }));
+    ASSERT_TRUE(learner.learner.WaitPolls(3));
+    EXPECT_EQ(w.groups().size(), 4u);
+    coord->Shutdown();
+  }
+  // The learner restarted meanwhile: it knows none of them, and its buffer is empty.
+  learner.learner.SetGroupState(v1::GetGroupStatesResponse::UNKNOWN);
+  learner.learner.Update([](v1::LearnerStatus* s) { s->set_buffered_groups(0); });
+  auto coord = StartCoordinator(pipeline, dir, learner.address);
+  ASSERT_NE(coord, nullptr);
+  FakeWorker w(Address(*coord), 8);
+  w.Join("w2");
+  ASSERT_TRUE(WaitUntil([&] { return w.groups().size() >= 2; }));
+  const std::vector<std::string> again = w.group_ids();
+  EXPECT_EQ(std::set<std::string>(again.begin(), again.begin() + 2), std::set<std::string>({first[0], first[1]}));
+  ASSERT_TRUE(WaitUntil([&] { return coord->coordinator().GetStatus().groups_redispatched_after_learner_restart() == 2; }));
+  // Generated again and trained durably now: counted once, the stage ends with nothing lost.
+  learner.learner.SetGroupState(v1::GetGroupStatesResponse::DURABLE);
+  ASSERT_TRUE(w.Heartbeat({first[0], first[1]}).ok());
+  learner.learner.Update([](v1::LearnerStatus* s) {
+    s->set_step(5);
+    s->set_state(v1::LearnerStatus::DONE);
+  });
+  ASSERT_TRUE(coord->WaitForDone(absl::Seconds(kWait)));
+  const auto summary = nlohmann::json::parse(Slurp(dir + "/summary.json"));
+  EXPECT_EQ(summary["groups_acked_never_trained"], 0);
+  EXPECT_EQ(summary["groups_redispatched_after_learner_restart"], 2);
 }
 
 TEST(CoordinatorTest, DispatchRespectsCapacityAndTheInFlightBound) {

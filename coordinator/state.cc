@@ -132,6 +132,7 @@ std::string StateToJson(const CoordinatorState& state) {
   j["groups_acked_never_trained"] = state.groups_acked_never_trained;
   j["groups_unused_at_stage_end"] = state.groups_unused_at_stage_end;
   j["groups_adopted"] = state.groups_adopted;
+  j["acked_groups"] = state.acked_groups;
   // Invalid UTF-8 in a completion text must not make the state unwritable.
   return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -154,6 +155,13 @@ absl::StatusOr<CoordinatorState> StateFromJson(const std::string& text) {
   SWARR_RETURN_IF_ERROR(r.Get("groups_acked_never_trained", &s.groups_acked_never_trained));
   SWARR_RETURN_IF_ERROR(r.Get("groups_unused_at_stage_end", &s.groups_unused_at_stage_end));
   SWARR_RETURN_IF_ERROR(r.Get("groups_adopted", &s.groups_adopted));
+  if (const json* acked = r.Find("acked_groups")) {
+    if (!acked->is_array()) return absl::DataLossError("acked_groups: expected a list");
+    for (const json& v : *acked) {
+      if (!v.is_string()) return absl::DataLossError("acked_groups: expected strings");
+      s.acked_groups.push_back(v.get<std::string>());
+    }
+  }
   if (const json* inc = r.Find("incarnations")) {
     if (!inc->is_array()) return absl::DataLossError("incarnations: expected a list");
     for (const json& v : *inc) {

@@ -67,6 +67,10 @@ struct CoordinatorState {
   int64_t groups_acked_never_trained = 0;
   int64_t groups_unused_at_stage_end = 0;
   int64_t groups_adopted = 0;
+  // rl groups of the running stage the learner acknowledged and has not yet reported trained in
+  // a checkpointed step (serialized PromptGroups, base64): a restarted coordinator still
+  // re-dispatches them if a restarted learner lost them.
+  std::vector<std::string> acked_groups;
 };
 
 // JSON text of `state` (one object, keys as the field names above).

@@ -98,7 +98,7 @@ def main():
     p.add_argument("--faults", type=int, default=5)
     p.add_argument("--rollouts", type=int, default=2)
     p.add_argument("--sft-steps", type=int, default=60)
-    p.add_argument("--rl-steps", type=int, default=14)
+    p.add_argument("--rl-steps", type=int, default=30)
     p.add_argument("--checkpoint-every", type=int, default=3)
     p.add_argument("--eval-problems", type=int, default=50)
     p.add_argument("--gap", type=float, nargs=2, default=[0.3, 2.0], help="seconds between faults (uniform)")

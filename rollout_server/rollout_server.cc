@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/model/cuda_ipc.h"
 #include "common/model/runtime.h"
 #include "common/rpc/status.h"
@@ -72,22 +73,27 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(const Rollou
   SWARR_ASSIGN_OR_RETURN(s->engine_, RolloutEngine::Create(eo, s->metrics_.get()));
   RolloutServer* self = s.get();
   int64_t hang_after = options.hang_engine_after_steps_for_test;
+  double hang_seconds = options.hang_engine_seconds_for_test;
   if (const char* env = std::getenv("SWARR_TEST_ENGINE_HANG"); hang_after == 0 && env != nullptr) {
-    const std::string spec(env);
-    const size_t colon = spec.rfind(':');
+    // "<name>:<steps>" or "<name>:<steps>:<seconds>".
+    const std::vector<std::string> parts = absl::StrSplit(env, ':');
     int64_t steps = 0;
-    if (colon != std::string::npos && spec.substr(0, colon) == options.name &&
-        absl::SimpleAtoi(spec.substr(colon + 1), &steps) && steps > 0) {
+    double secs = 0;
+    if (parts.size() >= 2 && parts.size() <= 3 && parts[0] == options.name && absl::SimpleAtoi(parts[1], &steps) &&
+        steps > 0 && (parts.size() == 2 || (absl::SimpleAtod(parts[2], &secs) && secs > 0))) {
       hang_after = steps;
+      hang_seconds = secs;
     }
   }
   if (hang_after > 0) {
     const int64_t after = hang_after;
+    const double for_seconds = hang_seconds;
     std::shared_ptr<std::atomic<bool>> released = s->test_hang_released_;
-    s->engine_->SetStepObserverForTest([after, released](int64_t step, const std::vector<std::string>&) {
+    s->engine_->SetStepObserverForTest([after, for_seconds, released](int64_t step, const std::vector<std::string>&) {
       if (step != after) return;
       std::cerr << "rollout: test hook: the engine loop hangs after decode step " << step << "\n";
-      while (!released->load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const absl::Time until = for_seconds > 0 ? absl::Now() + absl::Seconds(for_seconds) : absl::InfiniteFuture();
+      while (!released->load() && absl::Now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
       std::cerr << "rollout: test hook: the engine loop goes on\n";
     });
   }

@@ -98,6 +98,9 @@ struct RolloutServerOptions {
   // SWARR_TEST_ENGINE_HANG="<name>:<steps>" sets it for the server whose `name` is <name>
   // (multi-process tests; nothing else reads it).
   int64_t hang_engine_after_steps_for_test = 0;
+  // ... for this long (0 = until the server drains or stops). SWARR_TEST_ENGINE_HANG may give it
+  // as a third field: "<name>:<steps>:<seconds>".
+  double hang_engine_seconds_for_test = 0;
 };
 
 class RolloutServer : public RolloutBackend {

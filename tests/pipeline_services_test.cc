@@ -303,13 +303,13 @@ int HealthOf(int port) {
 TEST(PipelineServicesTest, WedgedRolloutEngineLosesItsGroupsAndTheRunFinishes) {
   ToyPipeline p;
   p.sft_steps = 60;
-  p.rl_steps = 8;
+  p.rl_steps = 12;
   const std::string yaml =
       absl::StrReplaceAll(p.Yaml(), {{"lease_seconds: 2}", "lease_seconds: 2, progress_timeout_seconds: 2}"}});
   ASSERT_NE(yaml, p.Yaml());
   // The hook reads the variable in rollout-0 only: its engine hangs after 12 decode steps (about
-  // the third group it runs).
-  ASSERT_EQ(setenv("SWARR_TEST_ENGINE_HANG", "rollout-0:12", 1), 0);
+  // the third group it runs), for 5 s (2.5 progress timeouts), then goes on.
+  ASSERT_EQ(setenv("SWARR_TEST_ENGINE_HANG", "rollout-0:12:5", 1), 0);
   LaunchRun run(yaml, 2);
   unsetenv("SWARR_TEST_ENGINE_HANG");
   ASSERT_TRUE(WaitUntil([&] { return run.Log().find("the engine loop hangs") != std::string::npos; }, 300))
@@ -329,6 +329,12 @@ TEST(PipelineServicesTest, WedgedRolloutEngineLosesItsGroupsAndTheRunFinishes) {
   EXPECT_GE(summary["groups_reassigned"].get<int64_t>(), 1) << summary.dump();
   EXPECT_EQ(summary["trajectory_ids_trained_twice"].get<int64_t>(), 0);
   EXPECT_THAT(run.Log(), HasSubstr("health NOT_SERVING"));
+  // Once its engine moved again it was healthy (unless the run had ended first: then the drain
+  // released it).
+  if (run.Log().find("the engine loop goes on") < run.Log().find("pipeline finished")) {
+    EXPECT_THAT(run.Log(), HasSubstr("makes progress again"));
+    EXPECT_THAT(run.Log(), HasSubstr("health SERVING"));
+  }
   std::cerr << "unhealthy " << took << " s after the hang; summary " << summary.dump() << "\n";
 }
 

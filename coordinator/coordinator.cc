@@ -439,8 +439,9 @@ void Coordinator::Tick() {
     PersistIfDue(false);
     return;  // the learner did not answer: the stage ends on a later tick
   }
-  HandleLearnerStatus(stage, *status, finish_mark);
+  // Lost groups go back to the front of the queue before new prompts are drawn.
   if (rl_stage && status->state() == v1::LearnerStatus::RUNNING) CheckAckedGroups(stage, /*final=*/false);
+  HandleLearnerStatus(stage, *status, finish_mark);
   PersistIfDue(false);
 }
 

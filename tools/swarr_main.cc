@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include "common/model/runtime.h"
+#include "common/util/line_stderr.h"
 #include "tools/commands.h"
 
 namespace {
@@ -41,6 +42,8 @@ constexpr char kUsage[] =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whole log lines from the services' threads (docs/services.md "Logs").
+  swarr::MakeStderrLineAtomic();
   // swarr-coordinator / swarr-learner / swarr-rollout (symlinks to this binary) run the
   // service of their name: `swarr-learner FLAGS` == `swarr learner FLAGS`.
   const std::string self = argv[0];

@@ -443,7 +443,10 @@ absl::Status YamlToMessage::FillMap(const YAML::Node& value, const FieldDescript
   const FieldDescriptor* value_field = field->message_type()->map_value();
   std::map<std::string, YAML::Mark> seen;
   for (auto it = value.begin(); it != value.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // By value: yaml-cpp's iterator hands out a temporary pair, so a reference to its `first`
+    // dangles at the end of the statement (found by scripts/sanitize.sh asan).
+    const YAML::Node key = it->first;
+    const YAML::Node entry_value = it->second;
     if (!key.IsScalar()) {
       return PathError(path, absl::StrCat("map keys must be scalars, got ", Describe(key)),
                        key.Mark());
@@ -452,12 +455,12 @@ absl::Status YamlToMessage::FillMap(const YAML::Node& value, const FieldDescript
     if (!seen.emplace(key.Scalar(), key.Mark()).second) {
       return PathError(entry_path, "key set twice", key.Mark());
     }
-    const absl::Status visit = Visit(it->second, entry_path, depth + 1);
+    const absl::Status visit = Visit(entry_value, entry_path, depth + 1);
     if (!visit.ok()) return visit;
     Message* entry = reflection->AddMessage(message, field);
     absl::Status status = SetScalar(key, key.Mark(), key_field, entry_path, entry);
     if (!status.ok()) return status;
-    status = FillField(it->second, key.Mark(), value_field, entry_path, depth + 1, entry);
+    status = FillField(entry_value, key.Mark(), value_field, entry_path, depth + 1, entry);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();

@@ -36,16 +36,17 @@ case "$MODE" in
   *) echo "usage: scripts/sanitize.sh asan|tsan [test regex]"; exit 2 ;;
 esac
 B=${SANITIZE_BUILD_DIR:-build-$MODE}
+mkdir -p "$B"
 # Only targets that exist in this tree (some test lists differ between branches).
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$FLAGS" \
-  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS" -DSWARR_BUILD_BENCH=OFF > "$B.cmake.log" 2>&1 || { tail -30 "$B.cmake.log"; exit 1; }
+  -DCMAKE_EXE_LINKER_FLAGS="$FLAGS" -DSWARR_BUILD_BENCH=OFF > "$B/cmake.log" 2>&1 || { tail -30 "$B/cmake.log"; exit 1; }
 have=$(ninja -C "$B" -t targets all 2>/dev/null | sed 's/:.*//' | sort -u)
 targets=""
 for t in $TESTS; do
   if grep -qx "$t" <<< "$have"; then targets="$targets $t"; fi
 done
 start=$(date +%s)
-ninja -C "$B" -j2 $targets > "$B.build.log" 2>&1 || { grep -E -A3 "error" "$B.build.log" | head -40; exit 1; }
+ninja -C "$B" -j2 $targets > "$B/build.log" 2>&1 || { grep -E -A3 "error" "$B/build.log" | head -40; exit 1; }
 echo "== $MODE build of$(wc -w <<< "$targets") test binaries: $(( $(date +%s) - start )) s"
 status=0
 for t in $targets; do

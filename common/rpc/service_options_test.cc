@@ -3,6 +3,7 @@
 // server in a child process of this binary, stopped with SIGSTOP).
 #include "common/rpc/service_options.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -279,6 +280,31 @@ TEST(ServiceOptionsKeepaliveChild, ServesUntilKilled) {
   while (true) ::pause();
 }
 
+// True once every thread of `pid` is stopped (state T in /proc/<pid>/task/*/stat), within `seconds`.
+bool WaitUntilStopped(int pid, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    bool all = true;
+    int threads = 0;
+    const std::string dir = absl::StrCat("/proc/", pid, "/task");
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string stat = ReadFile(absl::StrCat(dir, "/", e->d_name, "/stat")).value_or("");
+        const size_t paren = stat.rfind(')');
+        if (paren == std::string::npos || paren + 2 >= stat.size()) continue;
+        ++threads;
+        const char state = stat[paren + 2];
+        if (state != 'T' && state != 't') all = false;
+      }
+      ::closedir(d);
+    }
+    if (threads > 0 && all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 // A peer that stops answering without closing its connections (SIGSTOP here; a host that
 // vanished, in production): a call on the established connection fails UNAVAILABLE after
 // about keepalive time + timeout instead of waiting out its deadline (or, for a stream without
@@ -316,6 +342,10 @@ TEST(KeepaliveTest, AStoppedServerIsNoticedWithinTheKeepaliveTime) {
   ASSERT_TRUE(call(10).ok());
 
   (*child)->Signal(SIGSTOP);
+  // kill() returns before every thread of the child has stopped: until they have, a call may
+  // still be answered (seen once in CI, answered after 0.4 ms). Wait until /proc shows each
+  // thread stopped.
+  ASSERT_TRUE(WaitUntilStopped((*child)->pid(), 10)) << "the child did not stop";
   const auto t0 = std::chrono::steady_clock::now();
   const grpc::Status st = call(/*deadline=*/15);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/model/runtime.h"
 
 #ifdef SWARR_WITH_CUDA
-#include <c10/core/Device.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -46,12 +46,9 @@ uint64_t WordSum(const at::Tensor& bytes) {
 namespace {
 
 absl::StatusOr<int> CudaIndex(const std::string& device) {
-  try {
-    const c10::Device d(device);
-    if (d.is_cuda()) return d.has_index() ? static_cast<int>(d.index()) : 0;
-  } catch (const std::exception&) {
-  }
-  return absl::InvalidArgumentError(absl::StrCat("\"", device, "\" is not a CUDA device"));
+  const int index = CudaDeviceIndex(device);
+  if (index < 0) return absl::InvalidArgumentError(absl::StrCat("\"", device, "\" is not a CUDA device"));
+  return index;
 }
 
 absl::Status CudaError(cudaError_t e, const std::string& what) {

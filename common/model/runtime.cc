@@ -19,10 +19,7 @@ void InitTorchRuntime() {
   if (n > 0) at::set_num_threads(static_cast<int>(n));
 }
 
-#ifdef SWARR_WITH_CUDA
-namespace {
-// The CUDA device index of `device`, or -1 for anything else (or an unparsable string).
-int CudaIndex(const std::string& device) {
+int CudaDeviceIndex(const std::string& device) {
   try {
     const c10::Device d(device);
     if (!d.is_cuda()) return -1;
@@ -31,11 +28,12 @@ int CudaIndex(const std::string& device) {
     return -1;
   }
 }
-}  // namespace
+
+#ifdef SWARR_WITH_CUDA
 
 DeviceMemory QueryDeviceMemory(const std::string& device) {
   DeviceMemory m;
-  const int index = CudaIndex(device);
+  const int index = CudaDeviceIndex(device);
   if (index < 0) return m;
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || index >= count) return m;
@@ -51,7 +49,7 @@ DeviceMemory QueryDeviceMemory(const std::string& device) {
 }
 
 void ResetPeakDeviceMemory(const std::string& device) {
-  const int index = CudaIndex(device);
+  const int index = CudaDeviceIndex(device);
   if (index >= 0) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
 }
 int CudaDeviceCount() {
@@ -62,7 +60,7 @@ int CudaDeviceCount() {
 
 std::string LimitDeviceMemory(const std::string& device, double gib) {
   if (!(gib > 0)) return "";
-  const int index = CudaIndex(device);
+  const int index = CudaDeviceIndex(device);
   if (index < 0) return "a memory budget applies to a CUDA device, not \"" + device + "\"";
   const DeviceMemory m = QueryDeviceMemory(device);
   if (!m.available) return "no usable GPU " + device;

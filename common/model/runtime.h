@@ -22,6 +22,10 @@ struct DeviceMemory {
 DeviceMemory QueryDeviceMemory(const std::string& device);
 void ResetPeakDeviceMemory(const std::string& device);
 
+// The CUDA device index of `device` ("cuda" = 0, "cuda:N" = N), or -1 for anything else
+// (the CPU, or a string that is not a device).
+int CudaDeviceIndex(const std::string& device);
+
 // CUDA devices this process can use (0 in a build without CUDA or without a GPU).
 int CudaDeviceCount();
 

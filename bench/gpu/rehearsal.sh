@@ -6,9 +6,13 @@
 # Builds swarr with CUDA, then bench/gpu/rehearsal.py: eval -> SFT -> RL -> eval at Qwen2.5-1.5B's
 # shape (random init) with the learner and two rollout servers on cuda:0, weight handoff timed by
 # both paths; writes $OUT/gpu_rehearsal.json. Pass SWARR_COMMIT=<hash of the commit measured>.
+#   REHEARSAL_BUDGET: seconds for this whole script (build included; default 590, so that one
+#   10-minute device call holds it); the run gets what the build leaves, and still writes its JSON.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+T0=$(date +%s)
+BUDGET=${REHEARSAL_BUDGET:-590}
 if [ -z "${SKIP_BUILD:-}" ]; then
   rm -rf /tmp/deps
   source .device/env.sh
@@ -22,5 +26,13 @@ else
   source .device/env.sh > /dev/null
 fi
 /tmp/b/rollout_server/weights_ipc_test 2>&1 | tail -3
-timeout ${REHEARSAL_TIMEOUT:-560} python3 bench/gpu/rehearsal.py --swarr /tmp/b/bin/swarr --shared .device/shared \
-  --out "$OUT" --commit "${SWARR_COMMIT:-}" ${REHEARSAL_ARGS:-}
+LEFT=$(( BUDGET - ($(date +%s) - T0) ))
+echo "== rehearsal: ${LEFT} s left"
+timeout $(( LEFT - 5 )) python3 bench/gpu/rehearsal.py --swarr /tmp/b/bin/swarr --shared .device/shared \
+  --out "$OUT" --commit "${SWARR_COMMIT:-}" --timeout $(( LEFT - 40 )) ${REHEARSAL_ARGS:-}
+RC=$?
+# The device tool returns at most 8 files from $OUT: keep the JSON, pack the rest.
+tar czf /tmp/rehearsal_logs.tgz -C "$OUT" --exclude=./gpu_rehearsal.json . \
+  && find "$OUT" -mindepth 1 -maxdepth 1 -not -name gpu_rehearsal.json -exec rm -rf {} + \
+  && mv /tmp/rehearsal_logs.tgz "$OUT/"
+exit $RC

@@ -3,10 +3,8 @@
 #include <cctype>
 
 namespace swarr {
-namespace {
 
-// "<group>/<k>" with k written without leading zeros: the group and k, or false.
-bool Split(const std::string& id, std::string* group, int64_t* k) {
+bool SplitTrajectoryId(const std::string& id, std::string* group, int64_t* k) {
   const size_t slash = id.rfind('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == id.size() || id.size() - slash - 1 > 9) return false;
   if (id[slash + 1] == '0' && id.size() - slash - 1 > 1) return false;
@@ -20,13 +18,11 @@ bool Split(const std::string& id, std::string* group, int64_t* k) {
   return true;
 }
 
-}  // namespace
-
 void KnownTrajectoryIds::Insert(const std::string& id, const std::string& group_id, int32_t group_size) {
   if (Contains(id)) return;
   std::string group;
   int64_t k = -1;
-  if (group_size <= 0 || !Split(id, &group, &k) || group != group_id || k >= group_size) {
+  if (group_size <= 0 || !SplitTrajectoryId(id, &group, &k) || group != group_id || k >= group_size) {
     other_.insert(id);
     return;
   }
@@ -48,7 +44,7 @@ bool KnownTrajectoryIds::Contains(const std::string& id) const {
   if (other_.contains(id)) return true;
   std::string group;
   int64_t k = -1;
-  if (!Split(id, &group, &k)) return false;
+  if (!SplitTrajectoryId(id, &group, &k)) return false;
   if (auto it = partial_.find(group); it != partial_.end()) {
     return k < static_cast<int64_t>(it->second.have.size()) && it->second.have[static_cast<size_t>(k)];
   }

@@ -23,6 +23,10 @@
 
 namespace swarr {
 
+// Splits a rollout's trajectory id "<group>/<k>" (k in decimal without leading zeros, at most
+// 9 digits) into the group and k; false for an id of any other form.
+bool SplitTrajectoryId(const std::string& id, std::string* group, int64_t* k);
+
 class KnownTrajectoryIds {
  public:
   void Insert(const std::string& id, const std::string& group_id, int32_t group_size);

@@ -557,6 +557,8 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
       }
     }
   }
+  // The lines kept are held by the checkpoint (or came before the stage): never cut again.
+  SWARR_RETURN_IF_ERROR(trained_log_->Settle(trained_log_->lines()));
   SWARR_ASSIGN_OR_RETURN(run->log, MetricsLog::Open(ctx.metrics_path, trainer.state().step));
   if (ctx.stage.rl().log_trajectories()) {
     // Same truncation on resume as metrics.jsonl: lines of steps after the checkpoint go.
@@ -606,9 +608,12 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
         SaveCheckpoint(ctx.checkpoints_dir, *policy, trainer->optimizer(), st, stage.checkpoint().keep_last())
             .status());
     last_saved = st.step;
-    std::lock_guard<std::mutex> lock(mu_);
-    durable_lines_ = trained_lines;
-    return absl::OkStatus();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      durable_lines_ = trained_lines;
+    }
+    // Those lines are never cut again: the log keeps only their groups (bounded memory).
+    return trained_log_->Settle(trained_lines);
   };
 
   std::string reason;
@@ -1183,6 +1188,8 @@ v1::LearnerStatus LearnerEngine::StatusLocked() const {
   s.set_stop_reason(stop_reason_);
   return s;
 }
+
+int64_t LearnerEngine::TrainedIdsRetainedForTest() const { return trained_log_->retained(); }
 
 int64_t LearnerEngine::KnownIdsRetainedForTest() const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -135,6 +135,8 @@ class LearnerEngine {
 
   // Entries the dedup set of taken trajectory ids holds (KnownTrajectoryIds::retained).
   int64_t KnownIdsRetainedForTest() const;
+  // Entries trained_ids.log holds in memory (TrainedIdsLog::retained).
+  int64_t TrainedIdsRetainedForTest() const;
 
  private:
   struct StageContext;

@@ -810,6 +810,9 @@ TEST(LearnerServiceTest, GroupStatesAndACrashedLearnersTrainedIdsAreCutToTheChec
   EXPECT_THAT(learner.GroupStates({"rl/a-0"}, &code, 0), HasSubstr("groups[0].group_size"));
   EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(learner.Status().trajectories_trained(), 24);
+  // Bounded memory: the 16 ids the checkpoint holds are kept as their 4 groups; the 8 of step 3
+  // exactly (until the next checkpoint).
+  EXPECT_EQ(learner.engine().TrainedIdsRetainedForTest(), 4 + 8);
 
   // What a SIGKILL now leaves on disk.
   const std::string crashed = TempDir() + "/run";
@@ -825,6 +828,7 @@ TEST(LearnerServiceTest, GroupStatesAndACrashedLearnersTrainedIdsAreCutToTheChec
   s = next.Status();
   EXPECT_EQ(s.step(), 2);
   EXPECT_EQ(s.trajectories_trained(), 16) << "the ids of step 3 (not in the checkpoint) were not cut";
+  EXPECT_EQ(next.engine().TrainedIdsRetainedForTest(), 4) << "the checkpointed ids were not settled on open";
   // Step 3's groups and the buffered ones are unknown to it: the coordinator generates them again.
   EXPECT_EQ(next.GroupStates(ids), "DDUUUUUU");
   EXPECT_EQ(next.PushOk(Group("rl/a-4", 2, next.inc())), "AAAA");

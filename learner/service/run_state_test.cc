@@ -1,9 +1,12 @@
 #include "learner/service/run_state.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/util/file.h"
 #include "gtest/gtest.h"
 
@@ -50,7 +53,8 @@ TEST(TrainedIdsLogTest, CountsLinesAndRepeatsAcrossReopens) {
     ASSERT_TRUE(log.ok()) << log.status();
     ASSERT_TRUE((*log)->Append({"a/0", "a/1"}).ok());
     EXPECT_TRUE((*log)->Contains("a/1"));
-    EXPECT_FALSE((*log)->Contains("a/2"));
+    EXPECT_TRUE((*log)->Contains("a/2"));  // a member of a trained group
+    EXPECT_FALSE((*log)->Contains("b/0"));
     EXPECT_EQ((*log)->lines(), 2);
     EXPECT_EQ((*log)->trained_twice(), 0);
   }
@@ -93,6 +97,85 @@ TEST(TrainedIdsLogTest, TruncateToKeepsTheFirstLinesOnDiskAndInMemory) {
   EXPECT_EQ((*log)->lines(), 3);
   EXPECT_EQ((*log)->trained_twice(), 0);
   EXPECT_TRUE((*log)->Contains("h/0"));
+}
+
+std::string GroupId(int64_t n) { return absl::StrFormat("rl/c1-%06d", n); }
+
+// Bounded memory (docs/reliability.md "Bounded memory of the trained-id log"): lines a
+// checkpoint holds are settled into intervals of group numbers; the log keeps only the steps
+// since the newest checkpoint exactly, also when it is opened again.
+TEST(TrainedIdsLogTest, SettledLinesKeepFewEntriesAcrossReopensAndStayTrained) {
+  const std::string path = TempDir() + "/trained_ids.log";
+  const int kSize = 4, kPerStep = 8, kSteps = 500;  // 16,000 ids
+  int64_t most = 0;
+  {
+    auto log = TrainedIdsLog::Open(path);
+    ASSERT_TRUE(log.ok()) << log.status();
+    int64_t next = 0;
+    for (int step = 0; step < kSteps; ++step) {
+      std::vector<std::string> ids;
+      for (int g = 0; g < kPerStep; ++g, ++next) {
+        if (next % 10 == 7) continue;  // a group dropped stale: never trained (a hole)
+        for (int k = 0; k < kSize; ++k) ids.push_back(absl::StrCat(GroupId(next), "/", k));
+      }
+      ASSERT_TRUE((*log)->Append(ids).ok());
+      if (step % 5 == 4) ASSERT_TRUE((*log)->Settle((*log)->lines()).ok());  // a checkpoint
+      most = std::max(most, (*log)->retained());
+    }
+    EXPECT_EQ((*log)->lines(), int64_t{kSteps} * kPerStep * kSize * 9 / 10);
+    EXPECT_EQ((*log)->settled_lines(), (*log)->lines());
+    EXPECT_EQ(*ReadFile(path + ".settled"), absl::StrCat((*log)->lines(), "\n"));
+  }
+  // At most the ids of 5 steps, plus one interval between two holes per 10 groups.
+  EXPECT_LE(most, 5 * kPerStep * kSize + kSteps * kPerStep / 10 + 1);
+  auto log = TrainedIdsLog::Open(path);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->lines(), int64_t{kSteps} * kPerStep * kSize * 9 / 10);
+  EXPECT_LE((*log)->retained(), kSteps * kPerStep / 10 + 1);
+  // Every id of a trained group is still trained, and settled; a hole is not.
+  EXPECT_TRUE((*log)->Contains(GroupId(0) + "/0"));
+  EXPECT_TRUE((*log)->Contains(GroupId(1234) + "/3"));
+  EXPECT_EQ((*log)->FirstLine(GroupId(1234) + "/3"), (*log)->settled_lines() - 1);
+  EXPECT_FALSE((*log)->Contains(GroupId(17) + "/0"));
+  EXPECT_EQ((*log)->FirstLine(GroupId(17) + "/0"), -1);
+  EXPECT_EQ((*log)->trained_twice(), 0);
+  // A settled group trained again is counted.
+  ASSERT_TRUE((*log)->Append({GroupId(3) + "/1"}).ok());
+  EXPECT_EQ((*log)->trained_twice(), 1);
+  EXPECT_EQ((*log)->FirstLine(GroupId(3) + "/1"), (*log)->settled_lines() - 1);
+  const std::string bad = TempDir() + "/trained_ids.log";
+  std::ofstream(bad + ".settled") << "many\n";
+  EXPECT_EQ(TrainedIdsLog::Open(bad).status().code(), absl::StatusCode::kDataLoss);
+}
+
+// A step takes a group whole: another member of a trained group is trained too (a copy of a
+// member its step dropped as stale is a duplicate), in the recent part as in the settled one.
+// A cut below the settled count (a checkpoint gone) re-reads the file and still cuts exactly.
+TEST(TrainedIdsLogTest, GroupsCountWholeAndACutBelowTheSettledLinesIsExact) {
+  const std::string path = TempDir() + "/trained_ids.log";
+  auto log = TrainedIdsLog::Open(path);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Append({GroupId(0) + "/0", GroupId(0) + "/2", "odd-id"}).ok());
+  EXPECT_TRUE((*log)->Contains(GroupId(0) + "/1"));
+  EXPECT_EQ((*log)->FirstLine(GroupId(0) + "/1"), 0);
+  EXPECT_EQ((*log)->FirstLine(GroupId(0) + "/2"), 1);
+  EXPECT_FALSE((*log)->Contains("odd"));
+  ASSERT_TRUE((*log)->Settle(3).ok());
+  ASSERT_TRUE((*log)->Append({GroupId(1) + "/0", GroupId(2) + "/0"}).ok());
+  ASSERT_TRUE((*log)->Settle(2).ok());  // below: no-op
+  EXPECT_EQ((*log)->settled_lines(), 3);
+  EXPECT_TRUE((*log)->Contains("odd-id"));
+  EXPECT_EQ((*log)->FirstLine("odd-id"), 2);
+  EXPECT_EQ((*log)->FirstLine(GroupId(2) + "/3"), 4);
+  ASSERT_TRUE((*log)->TruncateTo(1).ok());
+  EXPECT_EQ((*log)->lines(), 1);
+  EXPECT_EQ((*log)->settled_lines(), 1);
+  EXPECT_EQ(*ReadFile(path), GroupId(0) + "/0\n");
+  EXPECT_EQ(*ReadFile(path + ".settled"), "1\n");
+  EXPECT_FALSE((*log)->Contains("odd-id"));
+  EXPECT_FALSE((*log)->Contains(GroupId(1) + "/0"));
+  EXPECT_TRUE((*log)->Contains(GroupId(0) + "/3"));
+  EXPECT_EQ((*log)->trained_twice(), 0);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/cuda_ipc.h"
 #include "common/rpc/status.h"
+#include "common/rpc/weights_wire.h"
 #include "common/util/status_macros.h"
 #include "common/util/torch_status.h"
 
@@ -23,18 +24,10 @@ absl::StatusOr<DecodedWeights> DecodeIpcWeights(const v1::CudaIpcWeights& meta, 
   // The table: known dtypes, sizes that match the shapes, ranges inside, no overlap.
   std::vector<std::pair<int64_t, int64_t>> ranges;
   for (const v1::TensorHeader& h : meta.tensors()) {
-    const int64_t elem = h.dtype() == "F32" ? 4 : (h.dtype() == "BF16" || h.dtype() == "F16") ? 2 : 0;
-    if (elem == 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", h.name(), "': dtype \"", h.dtype(), "\""));
-    int64_t numel = 1;
-    for (int64_t d : h.shape()) {
-      if (d < 0 || (d > 0 && numel > (int64_t{1} << 40) / d)) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", h.name(), "': bad shape"));
-      }
-      numel *= d;
-    }
-    if (h.nbytes() != numel * elem) {
+    SWARR_ASSIGN_OR_RETURN(const int64_t elem, CheckTensorHeader(h));
+    if (h.dtype() != "F32" && h.dtype() != "BF16" && h.dtype() != "F16") {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", h.name(), "': ", h.nbytes(), " bytes for ", numel, " elements of ", h.dtype()));
+          absl::StrCat("tensor '", h.name(), "': dtype ", h.dtype(), " (model weights are F32, BF16 or F16)"));
     }
     if (h.offset() < 0 || h.offset() > total - h.nbytes()) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", h.name(), "': bytes [", h.offset(), ", ",

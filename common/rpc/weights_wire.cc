@@ -24,25 +24,31 @@ int64_t DtypeBytes(const std::string& dtype) {
 
 uint64_t Xxh64(const void* data, size_t n) { return XXH64(data, n, 0); }
 
+absl::StatusOr<int64_t> CheckTensorHeader(const v1::TensorHeader& t) {
+  const int64_t elem = DtypeBytes(t.dtype());
+  if (elem == 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name(), "': unknown dtype '", t.dtype(), "'"));
+  int64_t numel = 1;
+  for (int64_t d : t.shape()) {
+    if (d < 0 || (d > 0 && numel > (int64_t{1} << 40) / d)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name(), "': bad shape"));
+    }
+    numel *= d;
+  }
+  if (t.nbytes() != numel * elem) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name(), "': ", t.nbytes(),
+                                                   " bytes do not match its shape (", numel, " elements of ", t.dtype(),
+                                                   " = ", numel * elem, " bytes)"));
+  }
+  return elem;
+}
+
 absl::Status ValidateWeightsBlob(const WeightsBlob& blob) {
   int64_t expected_offset = 0;
   for (const v1::TensorHeader& t : blob.tensors) {
-    const int64_t elem = DtypeBytes(t.dtype());
-    if (elem == 0) return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name(), ": unknown dtype '", t.dtype(), "'"));
-    int64_t numel = 1;
-    for (int64_t d : t.shape()) {
-      if (d < 0 || (d > 0 && numel > (int64_t{1} << 40) / d)) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name(), ": bad shape"));
-      }
-      numel *= d;
-    }
-    if (t.nbytes() != numel * elem) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", t.name(), ": ", t.nbytes(), " bytes do not match its shape (", numel * elem, ")"));
-    }
+    if (absl::StatusOr<int64_t> elem = CheckTensorHeader(t); !elem.ok()) return elem.status();
     if (t.offset() != expected_offset) {
       return absl::DataLossError(
-          absl::StrCat("tensor ", t.name(), ": offset ", t.offset(), ", expected ", expected_offset));
+          absl::StrCat("tensor '", t.name(), "': offset ", t.offset(), ", expected ", expected_offset));
     }
     expected_offset += t.nbytes();
   }

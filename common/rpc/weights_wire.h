@@ -31,6 +31,11 @@ struct WeightsBlob {
 // XXH64 with seed 0.
 uint64_t Xxh64(const void* data, size_t n);
 
+// Checks one tensor table entry: a known dtype, a sane shape, and nbytes equal to the shape's
+// element count times the dtype's size. Returns the element size, or kInvalidArgument naming
+// the tensor. Used by every decoder of a tensor table (the stream here, CUDA IPC's).
+absl::StatusOr<int64_t> CheckTensorHeader(const v1::TensorHeader& t);
+
 // Checks the tensor table against `data` (ranges inside, no overlap, known dtype, byte count
 // matching the shape) and the checksum. kDataLoss / kInvalidArgument naming the tensor.
 absl::Status ValidateWeightsBlob(const WeightsBlob& blob);

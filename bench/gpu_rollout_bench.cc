@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -71,10 +72,29 @@ void KernelBench(int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t W, const 
   at::Tensor q_pos = at::full({B, 1}, 5 * W, at::TensorOptions().device(at::kCUDA).dtype(at::kLong));
   at::Tensor k_pos = (at::arange(W, q_pos.options()) + 4 * W + 1).view({1, W}).expand({B, W}).contiguous();
   AttentionSpec spec{W, 0, 1.0 / std::sqrt(static_cast<double>(D))};
-  for (const int impl : {0, 1, 2}) {
+  // What would close the gap to the copy bandwidth (issue 11): the same window read through
+  // FlashAttention-2 with a head-major cache ([B, Hkv, W, D], as SDPA is given it) and through
+  // at::scaled_dot_product_attention itself (GQA), next to the cache layout SWARR uses.
+  at::Tensor kh = k.permute({0, 2, 1, 3}).contiguous(), vh = v.permute({0, 2, 1, 3}).contiguous();
+  for (const int impl : {0, 1, 2, 3, 4}) {
   const bool flash = impl > 0;
   if (flash && !FlashDecodeSupported(q, k, spec)) continue;
-  auto run = [&] {
+  int sdpa_backend = -2;
+#if TORCH_VERSION_MAJOR >= 2
+  if (impl == 4) {
+    sdpa_backend = static_cast<int>(at::_fused_sdp_choice(q, kh, vh, c10::nullopt, 0.0, false, spec.scale, true));
+  }
+#endif
+  auto run = [&]() -> at::Tensor {
+#if TORCH_VERSION_MAJOR >= 2
+    if (impl == 3) {  // head-major cache, viewed as [B, W, Hkv, D]
+      auto r = at::_flash_attention_forward(q.reshape({B, 1, H, D}), kh.transpose(1, 2), vh.transpose(1, 2), c10::nullopt,
+                                            c10::nullopt, 1, W, 0.0, false, false, spec.scale, c10::nullopt, c10::nullopt,
+                                            c10::nullopt, c10::nullopt);
+      return std::get<0>(r);
+    }
+    if (impl == 4) return at::scaled_dot_product_attention(q, kh, vh, c10::nullopt, 0.0, false, spec.scale, true);
+#endif
     return flash ? FlashRingDecodeAttention(q, k, v, q_pos, spec, /*all_full=*/impl == 2)
                  : RingDecodeAttention(q, k, v, q_pos, k_pos, spec);
   };
@@ -94,7 +114,9 @@ void KernelBench(int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t W, const 
   const double bytes = 2.0 * B * W * Hkv * D * 2;
   nlohmann::json j;
   j["kind"] = "decode_kernel";
-  j["impl"] = impl == 0 ? "swarr_split" : (impl == 1 ? "flash2_varlen" : "flash2_dense");
+  static const char* kImpl[] = {"swarr_split", "flash2_varlen", "flash2_dense", "flash2_dense_headmajor", "sdpa_headmajor"};
+  j["impl"] = kImpl[impl];
+  if (impl == 4) j["sdpa_backend"] = sdpa_backend;  // at::_fused_sdp_choice: 1 flash, 2 efficient, 3 cudnn
   j["B"] = B;
   j["H"] = H;
   j["Hkv"] = Hkv;

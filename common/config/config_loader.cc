@@ -686,6 +686,7 @@ void CheckRl(const swarr::v1::RlConfig& rl, Problems* p) {
   p->OneOf("rl.reward", rl.reward(), {"verifier", "exact", "lagsum"});
   p->NonNegative("rl.max_staleness", rl.max_staleness());
   p->NonNegative("rl.max_uniform_batches", rl.max_uniform_batches());
+  p->NonNegative("rl.max_idle_minutes", rl.max_idle_minutes());
   p->NonNegative("rl.entropy_coef", rl.entropy_coef());
   p->NonNegative("rl.kl_reward_coef", rl.kl_reward_coef());
   p->NonNegative("rl.overlong_buffer", rl.overlong_buffer());

@@ -23,6 +23,7 @@
 #include "common/util/status_macros.h"
 #include "common/util/torch_status.h"
 #include "learner/checkpoint.h"
+#include "learner/service/idle_bound.h"
 #include "learner/service/weights_blob.h"
 #include "learner/sft_stage.h"
 #include "learner/stage_common.h"
@@ -594,6 +595,9 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   // rl.max_uniform_batches of them, then the stage fails with the reason.
   UniformBatches uniform(cfg.max_uniform_batches());
   metrics_->uniform_batches_in_a_row.Set(0);
+  // No trajectory of the stage arriving for rl.max_idle_minutes (no rollout generating for
+  // it): the stage fails instead of waiting forever.
+  IdleBound idle(cfg.max_idle_minutes(), start);
   auto save = [&]() -> absl::Status {
     TrainerState st = trainer->state();
     // The trained ids up to this step are part of the checkpoint's state: a learner resuming
@@ -627,17 +631,30 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     std::vector<Group> groups;
     int64_t current = 0;
     std::function<void()> hook;
+    absl::Status idle_error;
     {
       std::unique_lock<std::mutex> lock(mu_);
       auto ready = [&] { return stop_.load() || resolved_.size() >= groups_per_step; };
-      if (has_deadline) {
-        work_cv_.wait_until(lock, deadline, ready);
-      } else {
-        work_cv_.wait(lock, ready);
+      while (!ready()) {
+        idle.Progress(last_arrival_);
+        const Clock::time_point now = Clock::now();
+        if (idle.Expired(now)) {
+          idle_error = idle.Error(stage.name(), static_cast<int64_t>(groups_per_step),
+                                  static_cast<int64_t>(resolved_.size()), static_cast<int64_t>(partial_.size()));
+          break;
+        }
+        if (has_deadline && now >= deadline) break;
+        work_cv_.wait_until(lock, has_deadline ? std::min(deadline, idle.deadline()) : idle.deadline(), ready);
       }
       if (stop_) {
         interrupted = true;
         break;
+      }
+      if (!idle_error.ok()) {
+        lock.unlock();
+        // What was trained so far survives the failure (a rerun resumes from it).
+        if (trainer->state().step > 0 && last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+        return idle_error;
       }
       if (resolved_.size() < groups_per_step) continue;  // the deadline passed
       for (size_t g = 0; g < groups_per_step; ++g) {
@@ -778,6 +795,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       training_ids_.clear();
       ChangedLocked();
     }
+    idle.Progress(Clock::now());  // the time a step takes is not idle
     if (stage.checkpoint().every_steps() > 0 && m->updates > 0 && m->step % stage.checkpoint().every_steps() == 0) {
       SWARR_RETURN_IF_ERROR(save());
     }
@@ -997,6 +1015,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
   // 3. Apply.
   v1::PushTrajectoriesResponse response;
   int64_t accepted = 0, duplicate = 0, stale = 0;
+  int64_t stale_now = 0;  // stale trajectories of the running stage (not of a finished one)
   for (int i = 0; i < n; ++i) {
     const v1::Trajectory& t = request.trajectories(i);
     v1::TrajectoryAck* ack = response.add_acks();
@@ -1028,6 +1047,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
       ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
       g.dropped.push_back(t.id());
       ++stale;
+      ++stale_now;
     }
     if (++g.resolved >= g.size) {
       resolved_.emplace_back(it->first, std::move(g));
@@ -1035,6 +1055,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
       work_cv_.notify_all();
     }
   }
+  if (accepted + stale_now > 0) last_arrival_ = Clock::now();  // progress (IdleBound)
   counters_.trajectories_received += accepted;
   counters_.trajectories_duplicate += duplicate;
   counters_.trajectories_dropped_stale += stale;

@@ -15,7 +15,9 @@
 //          dynamic sampling a batch whose groups are all uniform (all rewards of each group
 //          equal) makes no update and the next batch is taken; after rl.max_uniform_batches
 //          such batches in a row the stage FAILS, its error naming the reason (all rewards 0:
-//          too hard; all 1: solved) and the count.
+//          too hard; all 1: solved) and the count. When no trajectory of the stage arrives
+//          for rl.max_idle_minutes (30) while it waits for groups (steps not counted), the
+//          stage FAILS saying so (learner/service/idle_bound.h).
 //   eval   the model the eval runs is published at once; the stage is DONE.
 // A stage that reached its stop rule writes its final checkpoint, RUN_DIR/learner/<stage>/final
 // (with the source's tokenizer files) and RUN_DIR/learner/<stage>/done.json; StartStage of a
@@ -30,6 +32,7 @@
 #define SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -232,6 +235,9 @@ class LearnerEngine {
   // restarted learner resumes from that checkpoint and cuts the lines after it).
   int64_t durable_lines_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void()> before_rl_step_ ABSL_GUARDED_BY(mu_);
+  // When a trajectory of the running rl stage last arrived (accepted or dropped stale): the
+  // stage's progress for rl.max_idle_minutes (IdleBound).
+  std::chrono::steady_clock::time_point last_arrival_ ABSL_GUARDED_BY(mu_);
   KnownTrajectoryIds known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here (bounded)
 
   LearnerRunState counters_ ABSL_GUARDED_BY(mu_);  // received / duplicate / dropped_stale

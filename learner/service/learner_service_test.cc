@@ -675,6 +675,29 @@ TEST(LearnerServiceTest, EveryGroupUniformFailsTheStageAfterTheBoundInsteadOfSta
 
 // Dynamic sampling still trains on what is left of a partly uniform batch, and a batch with a
 // group to train on resets the count of uniform batches in a row.
+// A learner with no data (no rollout server generating for its rl stage) waited forever when
+// stop.max_minutes was not set: now the stage fails after rl.max_idle_minutes with no
+// trajectory arriving, saying why. (The bound here is 0.002 minutes; the wait for the failure
+// has no upper bound on timing beyond WaitForStatusForTest's.)
+TEST(LearnerServiceTest, AnRlStageWithNoDataFailsAfterTheIdleBoundInsteadOfWaitingForever) {
+  const std::string dir = TempDir();
+  Learner learner(dir);
+  const v1::PipelineConfig p =
+      Pipeline("name: p\nstages:\n" + RlStage(/*max_steps=*/5, 0, 1, "max_idle_minutes: 0.002"));
+  v1::LearnerStatus s;
+  ASSERT_TRUE(learner.StartStage(0, p, &s).ok());
+  EXPECT_NE(s.state(), v1::LearnerStatus::FAILED) << s.error();
+  ASSERT_TRUE(learner.engine().WaitForStatusForTest(
+      [](const v1::LearnerStatus& s) { return s.state() != v1::LearnerStatus::RUNNING; }, 20))
+      << "the stage is still waiting for groups that never come";
+  s = learner.Status();
+  ASSERT_EQ(s.state(), v1::LearnerStatus::FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("stage rl: no trajectories arrived for 0.002 minutes (rl.max_idle_minutes: 0.002)"));
+  EXPECT_THAT(s.error(), HasSubstr("waited for 2 resolved groups (0 resolved, 0 partly arrived)"));
+  EXPECT_EQ(s.step(), 0);
+  EXPECT_EQ(Latest(s), 0);  // its first version was published
+}
+
 TEST(LearnerServiceTest, PartlyUniformBatchesTrainAndResetTheUniformCount) {
   const std::string dir = TempDir();
   Learner learner(dir);

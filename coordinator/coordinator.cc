@@ -816,14 +816,70 @@ void Coordinator::FinishPipeline() {
     Log(absl::StrCat("cannot write summary.json: ", w.message()));
     if (result.ok()) result = w;
   }
+  v1::PipelineEnd end;
+  end.set_pipeline(options_.pipeline.name());
+  end.set_exit(options_.at_end == CoordinatorOptions::AtEnd::kExit);
+  if (!result.ok()) end.set_error(std::string(result.message()));
+  if (end.exit()) FinishLearner(end.error());
+  Outbox out;
   {
     absl::MutexLock l(&mu_);
     done_ = true;
     result_ = result;
+    pipeline_end_ = end;
+    v1::Assignment a;
+    *a.mutable_pipeline_end() = end;
+    for (auto& [id, w] : workers_) {
+      if (w.stream && w.stream->Enqueue(a)) out.flush.push_back(w.stream);
+    }
   }
+  Deliver(out);
   PersistIfDue(true);
   Log(result.ok() ? absl::StrCat("pipeline ", options_.pipeline.name(), " done: ", options_.run_dir, "/summary.json")
                   : absl::StrCat("pipeline ", options_.pipeline.name(), " failed: ", result.message()));
+  Log(end.exit() ? "the learner and the rollout servers are told to exit"
+                 : "the rollout servers are told to stay idle; the learner keeps serving");
+}
+
+void Coordinator::FinishLearner(const std::string& reason) {
+  const Clock::time_point give_up =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options_.final_status_timeout_seconds * 1000));
+  while (true) {
+    const absl::Status s = learner_client_->Finish(options_.pipeline.name(), reason, std::min(5.0, limits_.deadline_seconds));
+    if (s.ok()) return;
+    if (absl::IsUnimplemented(s)) {
+      Log(absl::StrCat("the learner does not implement Learner.Finish (", s.message(), "): it keeps running"));
+      return;
+    }
+    if (Clock::now() >= give_up || absl::IsInvalidArgument(s) || absl::IsPermissionDenied(s) ||
+        absl::IsUnauthenticated(s)) {
+      Log(absl::StrCat("cannot tell the learner ", options_.learner_address, " to finish (",
+                       absl::StatusCodeToString(s.code()), ": ", s.message(), "): it keeps running"));
+      return;
+    }
+    absl::MutexLock l(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200))) return;
+  }
+}
+
+bool Coordinator::WaitForWorkersReleased() {
+  const absl::Time give_up = absl::Now() + absl::Seconds(lease_seconds_ + heartbeat_seconds_);
+  absl::MutexLock l(&mu_);
+  while (true) {
+    if (stopping_ || !done_) return false;
+    const Clock::time_point now = Clock::now();
+    int64_t waiting = 0;
+    for (const auto& [id, w] : workers_) {
+      const bool gone = w.state == v1::WorkerStatus::DEAD || Seconds(now - w.last_heartbeat) > lease_seconds_;
+      if (!gone && !w.told_end && w.state != v1::WorkerStatus::DRAINING) ++waiting;
+    }
+    if (waiting == 0) return true;
+    if (absl::Now() >= give_up) {
+      Log(absl::StrCat(waiting, " worker(s) not told that the pipeline ended (no heartbeat since)"));
+      return false;
+    }
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(50));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1260,6 +1316,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   resp.set_keepalive_time_seconds(limits_.keepalive_time_seconds);
   resp.set_keepalive_timeout_seconds(limits_.keepalive_timeout_seconds);
   resp.set_progress_timeout_seconds(progress_timeout_seconds_);
+  if (done_) {
+    *resp.mutable_pipeline_end() = pipeline_end_;
+    w.told_end = true;
+  }
   const std::string id = w.id;
   Worker& added = workers_[id] = std::move(w);
   // Before its stream opens: what it holds from an earlier coordinator counts in flight.
@@ -1268,7 +1328,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(const v1:
   return resp;
 }
 
-absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req) {
+absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::HeartbeatResponse* response) {
   if (req.worker_id().empty()) return absl::InvalidArgumentError("worker_id: required");
   SWARR_RETURN_IF_ERROR(CheckLength("worker_id", req.worker_id(), kMaxTextField));
   if (req.active_sequences() < 0) {
@@ -1359,6 +1419,10 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req) {
   }
   // Workers that report progress also name what they hold (possibly nothing).
   if (req.has_progress() || req.held_group_ids_size() > 0) AdoptHeldLocked(w, req.held_group_ids(), /*prune=*/true);
+  if (done_) {
+    if (response != nullptr) *response->mutable_pipeline_end() = pipeline_end_;
+    w.told_end = true;
+  }
   return absl::OkStatus();
 }
 
@@ -1389,6 +1453,11 @@ absl::Status Coordinator::OpenStream(const std::string& worker_id, std::shared_p
       v1::Assignment load;
       *load.mutable_load_weights()->mutable_version() = loading_version_;
       sink->Enqueue(std::move(load));
+    }
+    if (done_) {
+      v1::Assignment end;
+      *end.mutable_pipeline_end() = pipeline_end_;
+      sink->Enqueue(std::move(end));
     }
     w.stream = sink;
     out.flush.push_back(sink);

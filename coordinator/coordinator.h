@@ -72,6 +72,14 @@ struct CoordinatorOptions {
   double final_status_timeout_seconds = 10;
   // Registry the metrics are added to (nullptr: a private one).
   std::shared_ptr<prometheus::Registry> metrics_registry;
+  // What the learner and the rollout servers do once the pipeline has ended (docs/deploy.md
+  // "How a run ends"). kExit: the learner is asked to finish (Learner.Finish: it exits 0) and
+  // every worker to drain and exit 0. kIdle: the learner keeps serving and the workers stay up
+  // idle (no heartbeats, no reconnection) until something stops them (a deployment that keeps
+  // its pods, `swarr launch`). Either way every worker is told (PipelineEnd), so none loops on
+  // failed heartbeats after the coordinator has gone.
+  enum class AtEnd { kExit, kIdle };
+  AtEnd at_end = AtEnd::kExit;
   // Coordinator incarnation ("" = 8 random hex digits). Tests only.
   std::string incarnation_for_test;
 };
@@ -93,8 +101,14 @@ class Coordinator {
   // (open streams would keep it waiting).
   void Shutdown();
   // Blocks until the pipeline is over (summary.json written: true) or Shutdown() or `timeout`
-  // (false).
+  // (false). By then the learner has been asked to finish (AtEnd::kExit; it may not have
+  // answered) and every open assignment stream has been sent the PipelineEnd.
   bool WaitForDone(absl::Duration timeout);
+  // Once done, before exiting: blocks until every worker not dead has been told that the
+  // pipeline ended (a heartbeat or registration answered with PipelineEnd, or it drains), at
+  // most lease + heartbeat seconds (a worker silent that long has gone), or Shutdown(). false
+  // when some worker was not told (it may then loop on failed heartbeats until stopped).
+  bool WaitForWorkersReleased();
   // Once done: OK, or why the pipeline failed (a stage the learner reported FAILED, ...).
   absl::Status result() const;
   const std::string& incarnation() const { return incarnation_; }
@@ -102,7 +116,8 @@ class Coordinator {
   // The RPCs (docs/services.md). kInvalidArgument names the offending field; kNotFound for an
   // unknown or dead worker id; kUnavailable after Shutdown().
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
-  absl::Status Heartbeat(const v1::HeartbeatRequest& request);
+  // `response` (may be null) gets the PipelineEnd once the pipeline has ended.
+  absl::Status Heartbeat(const v1::HeartbeatRequest& request, v1::HeartbeatResponse* response = nullptr);
   // Attaches `sink` as the worker's assignment stream (replacing an older one, whose unsent
   // groups go back to the queue) and sends it the current StageInfo first.
   absl::Status OpenStream(const std::string& worker_id, std::shared_ptr<AssignmentSink> sink);
@@ -141,6 +156,8 @@ class Coordinator {
     // Groups of an earlier coordinator process this worker holds (current rl stage): counted
     // in flight until it reports them finished or stops holding them.
     std::set<std::string> adopted;
+    // Told that the pipeline ended (a heartbeat or registration answer carried PipelineEnd).
+    bool told_end = false;
     std::shared_ptr<AssignmentSink> stream;
     prometheus::Gauge* version_gauge = nullptr;
   };
@@ -176,8 +193,11 @@ class Coordinator {
   // Writes the eval outputs and completes the stage when every problem has a result.
   void MaybeFinishEval(int32_t stage);
   void FailPipeline(int32_t stage, const std::string& message);
-  // Final learner status, summary.json, done.
+  // Final learner status, summary.json, Learner.Finish (AtEnd::kExit), done, PipelineEnd to
+  // every stream.
   void FinishPipeline();
+  // Learner.Finish, retried within final_status_timeout_seconds; logs when it cannot.
+  void FinishLearner(const std::string& reason);
   void PersistIfDue(bool force);
 
   void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -278,6 +298,8 @@ class Coordinator {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  // Once done_: what every worker is told (streams, heartbeat and registration answers).
+  v1::PipelineEnd pipeline_end_ ABSL_GUARDED_BY(mu_);
   absl::Status result_ ABSL_GUARDED_BY(mu_);
 };
 

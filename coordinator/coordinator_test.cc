@@ -152,6 +152,16 @@ class FakeLearner final : public v1::Learner::Service {
     out->set_learner_incarnation(status_.incarnation());
     return grpc::Status::OK;
   }
+  grpc::Status Finish(grpc::ServerContext* ctx, const v1::FinishRequest* req, v1::FinishResponse*) override {
+    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    std::lock_guard<std::mutex> l(mu_);
+    finishes_.push_back(*req);
+    return grpc::Status::OK;
+  }
+  std::vector<v1::FinishRequest> finishes() {
+    std::lock_guard<std::mutex> l(mu_);
+    return finishes_;
+  }
   void SetGroupState(int state) {
     std::lock_guard<std::mutex> l(mu_);
     group_state_ = state;
@@ -212,6 +222,7 @@ class FakeLearner final : public v1::Learner::Service {
   bool hold_next_ = false, held_ = false;
   int group_state_ = -1;
   std::set<std::string> asked_;
+  std::vector<v1::FinishRequest> finishes_;
 };
 
 struct LearnerServer {
@@ -295,7 +306,8 @@ class FakeWorker {
     ctx_.reset();
   }
 
-  grpc::Status Heartbeat(const std::vector<std::string>& finished = {}, const std::vector<std::string>& returned = {}) {
+  grpc::Status Heartbeat(const std::vector<std::string>& finished = {}, const std::vector<std::string>& returned = {},
+                         v1::HeartbeatResponse* response = nullptr) {
     v1::HeartbeatRequest req;
     req.set_worker_id(id_);
     {
@@ -313,7 +325,7 @@ class FakeWorker {
     grpc::ClientContext ctx;
     PrepareContext(&ctx, security_, RpcLimits(), 5);
     v1::HeartbeatResponse resp;
-    return stub_->Heartbeat(&ctx, req, &resp);
+    return stub_->Heartbeat(&ctx, req, response != nullptr ? response : &resp);
   }
   void StartHeartbeats() {
     beating_ = true;
@@ -426,8 +438,10 @@ class FakeWorker {
 
 std::unique_ptr<CoordinatorServer> StartCoordinator(const v1::PipelineConfig& pipeline, const std::string& run_dir,
                                                     const std::string& learner, const std::string& token = "",
-                                                    const std::string& metrics_listen = "") {
+                                                    const std::string& metrics_listen = "",
+                                                    CoordinatorOptions::AtEnd at_end = CoordinatorOptions::AtEnd::kExit) {
   CoordinatorServerOptions opts;
+  opts.coordinator.at_end = at_end;
   opts.metrics_listen = metrics_listen;
   opts.coordinator.pipeline = pipeline;
   if (opts.coordinator.pipeline.name().empty()) opts.coordinator.pipeline.set_name("test");
@@ -884,6 +898,48 @@ TEST(CoordinatorTest, StagesFollowTheLearnerAndTheSummaryIsWritten) {
   const v1::PipelineStatus st = coord->coordinator().GetStatus();
   EXPECT_TRUE(st.done());
   EXPECT_EQ(st.stage_index(), 2);
+}
+
+// The end of the pipeline reaches the learner (Learner.Finish) and every worker: on its stream,
+// in heartbeat answers, and in the registration answer of one that joins late (issue 15).
+TEST(CoordinatorTest, PipelineEndIsToldToTheLearnerAndEveryWorker) {
+  for (const auto at_end : {CoordinatorOptions::AtEnd::kExit, CoordinatorOptions::AtEnd::kIdle}) {
+    const bool exit = at_end == CoordinatorOptions::AtEnd::kExit;
+    SCOPED_TRACE(exit ? "at_end exit" : "at_end idle");
+    LearnerServer learner;
+    const auto pipeline = Pipeline(kWorkers + "name: ending\nstages:\n" + TrainStage("pre"));
+    const std::string dir = TempDir();
+    auto coord = StartCoordinator(pipeline, dir, learner.address, "", "", at_end);
+    ASSERT_NE(coord, nullptr);
+    FakeWorker w(Address(*coord), 16);
+    w.Join("w");
+    ASSERT_TRUE(WaitUntil([&] { return learner.learner.starts().size() == 1; }));
+    EXPECT_TRUE(learner.learner.finishes().empty());
+    v1::HeartbeatResponse before;
+    ASSERT_TRUE(w.Heartbeat({}, {}, &before).ok());
+    EXPECT_FALSE(before.has_pipeline_end()) << "the pipeline is still running";
+    learner.learner.Update([](v1::LearnerStatus* s) { s->set_state(v1::LearnerStatus::DONE); });
+    ASSERT_TRUE(coord->WaitForDone(absl::Seconds(kWait)));
+    // The learner was asked to finish before WaitForDone returned (kExit only).
+    ASSERT_EQ(learner.learner.finishes().size(), exit ? 1u : 0u);
+    if (exit) {
+      EXPECT_EQ(learner.learner.finishes()[0].pipeline(), "ending");
+      EXPECT_EQ(learner.learner.finishes()[0].reason(), "");
+    }
+    ASSERT_TRUE(WaitUntil([&] { return !w.received().empty() && w.received().back().has_pipeline_end(); }));
+    EXPECT_EQ(w.received().back().pipeline_end().exit(), exit);
+    EXPECT_EQ(w.received().back().pipeline_end().pipeline(), "ending");
+    v1::HeartbeatResponse after;
+    ASSERT_TRUE(w.Heartbeat({}, {}, &after).ok());
+    ASSERT_TRUE(after.has_pipeline_end());
+    EXPECT_EQ(after.pipeline_end().exit(), exit);
+    FakeWorker late(Address(*coord), 16);
+    ASSERT_TRUE(late.Register("late").ok());
+    ASSERT_TRUE(late.registration().has_pipeline_end());
+    EXPECT_EQ(late.registration().pipeline_end().exit(), exit);
+    // Every worker has heard it: the coordinator may exit.
+    EXPECT_TRUE(coord->coordinator().WaitForWorkersReleased());
+  }
 }
 
 TEST(CoordinatorTest, FailedStageEndsThePipelineWithAnError) {

@@ -61,4 +61,16 @@ absl::StatusOr<v1::GetGroupStatesResponse> LearnerClient::GetGroupStates(
   return out;
 }
 
+absl::Status LearnerClient::Finish(const std::string& pipeline, const std::string& reason, double deadline_seconds) {
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, security_, limits_, deadline_seconds);
+  v1::FinishRequest req;
+  req.set_pipeline(pipeline);
+  req.set_reason(reason);
+  v1::FinishResponse out;
+  grpc::Status s = stub_->Finish(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return absl::OkStatus();
+}
+
 }  // namespace swarr

@@ -1,5 +1,5 @@
-// The coordinator's calls to the learner (Learner.GetStatus / StartStage / GetGroupStates), with deadlines and
-// a channel that reconnects quickly after the learner restarts.
+// The coordinator's calls to the learner (Learner.GetStatus / StartStage / GetGroupStates / Finish),
+// with deadlines and a channel that reconnects quickly after the learner restarts.
 #ifndef SWARR_COORDINATOR_LEARNER_CLIENT_H_
 #define SWARR_COORDINATOR_LEARNER_CLIENT_H_
 
@@ -28,6 +28,9 @@ class LearnerClient {
   // Learner.GetGroupStates of (group id, group size) pairs.
   absl::StatusOr<v1::GetGroupStatesResponse> GetGroupStates(const std::vector<std::pair<std::string, int32_t>>& groups,
                                                             double deadline_seconds);
+  // Learner.Finish: the pipeline is over, the learner exits (`reason` "" = completed).
+  // kUnimplemented from a learner that predates the call.
+  absl::Status Finish(const std::string& pipeline, const std::string& reason, double deadline_seconds);
 
  private:
   LearnerClient() = default;

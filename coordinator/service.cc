@@ -16,9 +16,9 @@ grpc::Status CoordinatorService::RegisterWorker(grpc::ServerContext* context, co
 }
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
-                                           v1::HeartbeatResponse*) {
+                                           v1::HeartbeatResponse* response) {
   if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return s;
-  return ToGrpcStatus(coordinator_->Heartbeat(*request));
+  return ToGrpcStatus(coordinator_->Heartbeat(*request, response));
 }
 
 grpc::ServerWriteReactor<v1::Assignment>* CoordinatorService::WatchAssignments(

@@ -323,6 +323,7 @@ absl::Status RolloutServer::RegisterOnce(bool allow_zero_capacity) {
   std::cerr << "rollout: registered as " << resp.worker_id() << " (heartbeat " << resp.heartbeat_seconds()
             << " s, learner " << resp.learner_address() << ", max_sequences " << engine_->max_sequences()
             << ", max_tokens " << engine_->max_tokens() << ")\n";
+  if (resp.has_pipeline_end()) OnPipelineEnd(resp.pipeline_end());
   return absl::OkStatus();
 }
 
@@ -402,11 +403,12 @@ grpc::Status RolloutServer::SendHeartbeat(bool final_beat) {
     finished_ids_.erase(finished_ids_.begin(), finished_ids_.begin() + static_cast<std::ptrdiff_t>(n_finished));
     returned_ids_.erase(returned_ids_.begin(), returned_ids_.begin() + static_cast<std::ptrdiff_t>(n_returned));
   }
+  if (st.ok() && resp.has_pipeline_end()) OnPipelineEnd(resp.pipeline_end());
   return st;
 }
 
 void RolloutServer::SessionLoop() {
-  if (!EnsureRegistered("")) return;
+  if (!EnsureRegistered("") || idle()) return;
   watch_thread_ = std::thread([this] { WatchLoop(); });
   int failures = 0;
   while (true) {
@@ -418,6 +420,7 @@ void RolloutServer::SessionLoop() {
     if (!SleepUnlessStopping(absl::Seconds(period))) return;
     const std::string id = worker_id();
     grpc::Status st = SendHeartbeat(false);
+    if (idle()) return;  // the pipeline has ended: no more heartbeats
     if (st.ok()) {
       failures = 0;
       continue;
@@ -443,7 +446,7 @@ void RolloutServer::WatchLoop() {
     v1::WatchAssignmentsRequest req;
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_ || draining_) return;
+      if (stopping_ || draining_ || idle_) return;
       req.set_worker_id(worker_id_);
       watch_call_ = &ctx;
     }
@@ -453,12 +456,13 @@ void RolloutServer::WatchLoop() {
       backoff = options_.backoff_initial_seconds;
       failures = 0;
       OnAssignment(a);
+      if (a.has_pipeline_end()) ctx.TryCancel();  // nothing follows it
     }
     grpc::Status st = reader->Finish();
     {
       absl::MutexLock lock(&mu_);
       watch_call_ = nullptr;
-      if (stopping_ || draining_) return;
+      if (stopping_ || draining_ || idle_) return;
     }
     if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
       std::cerr << "rollout: WatchAssignments: worker " << req.worker_id() << " unknown: registering again\n";
@@ -475,6 +479,10 @@ void RolloutServer::WatchLoop() {
 }
 
 void RolloutServer::OnAssignment(const v1::Assignment& a) {
+  if (a.has_pipeline_end()) {
+    OnPipelineEnd(a.pipeline_end());
+    return;
+  }
   if (a.has_stage()) {
     const v1::StageInfo& s = a.stage();
     auto decoder = CompletionDecoder::Create(s.tokenizer_json());
@@ -559,7 +567,32 @@ void RolloutServer::OnGroupDone(const std::string& group_id, bool eval, absl::St
 }
 
 // ---------------------------------------------------------------------------------------------
-// Drain and stop.
+// Pipeline end, drain and stop.
+
+bool RolloutServer::idle() const {
+  absl::MutexLock lock(&mu_);
+  return idle_;
+}
+
+void RolloutServer::OnPipelineEnd(const v1::PipelineEnd& end) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (pipeline_ended_) return;
+    pipeline_ended_ = true;
+    idle_ = !end.exit();
+  }
+  const std::string what = absl::StrCat("the pipeline '", end.pipeline(), "' ",
+                                        end.error().empty() ? "has ended" : absl::StrCat("failed: ", end.error()));
+  if (!end.exit()) {
+    std::cerr << "rollout: " << what << "; idle until stopped (SIGTERM)\n";
+    return;
+  }
+  std::cerr << "rollout: " << what << "; exiting\n";
+  Drain();
+  // What is still generating or waiting to be pushed has no use any more.
+  engine_->AbortAll(absl::AbortedError("the pipeline has ended"));
+  pusher_->Abort();
+}
 
 void RolloutServer::Drain() {
   {
@@ -610,7 +643,7 @@ void RolloutServer::DrainLoop() {
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
-  if (!stopping && coordinator_ != nullptr) {
+  if (!stopping && coordinator_ != nullptr && !idle()) {
     grpc::Status st = SendHeartbeat(/*final_beat=*/true);
     if (!st.ok()) std::cerr << "rollout: last heartbeat failed: " << st.error_message() << "\n";
   }

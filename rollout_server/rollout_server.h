@@ -9,6 +9,11 @@
 //     LoadWeightsCommand (-> engine); reconnected with backoff, NOT_FOUND -> register again;
 //   finished groups -> Pusher (learner / ReportEval) -> reported finished, or returned.
 //
+// Pipeline end (PipelineEnd on the stream, or in a heartbeat / registration answer): with
+// `exit`, a drain that first aborts what is still generating or pushing (of no use now), so
+// Wait() returns OK soon and `swarr rollout` exits 0; without, the server stays up idle: no
+// more heartbeats or reconnections, until SIGTERM (then a drain with no last heartbeat).
+//
 // Drain (SIGTERM in `swarr rollout`, or Drain()): no new groups; unstarted ones are returned
 // in the next heartbeat; running ones are finished and pushed for at most drain_seconds, then
 // whatever is left is returned; a last heartbeat with `draining`; then everything stops.
@@ -142,6 +147,9 @@ class RolloutServer : public RolloutBackend {
   absl::Status RegisterOnce(bool allow_zero_capacity);
   grpc::Status SendHeartbeat(bool final_beat);
   void OnAssignment(const v1::Assignment& a);
+  // The coordinator says the pipeline has ended (any thread; once).
+  void OnPipelineEnd(const v1::PipelineEnd& end);
+  bool idle() const;
   void OnGroupDone(const std::string& group_id, bool eval, absl::Status status, std::vector<SampleResult> results);
   void Finished(const std::string& group_id);
   void Returned(const std::string& group_id);
@@ -170,6 +178,8 @@ class RolloutServer : public RolloutBackend {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // threads end
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;   // Wait() returns
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool pipeline_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool idle_ ABSL_GUARDED_BY(mu_) = false;  // the pipeline ended without `exit`
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
   double heartbeat_seconds_ ABSL_GUARDED_BY(mu_) = 1.0;

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/util/subprocess.h"
 #include "nlohmann/json.hpp"
 #include "tests/swarr_cli.h"
 
@@ -17,6 +18,7 @@ namespace swarr {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using cli_testing::ExpectUsageError;
 using cli_testing::RunSwarr;
 using cli_testing::Slurp;
@@ -124,6 +126,104 @@ TEST(CoordinatorCliTest, StatusOfARunningCoordinatorAndSigterm) {
   const cli_testing::Result gone = RunSwarr("status --coordinator 127.0.0.1:" + port);
   EXPECT_EQ(gone.status, 1);
   EXPECT_THAT(gone.err, HasSubstr("UNAVAILABLE"));
+}
+
+// A `swarr` process with its output in `log`.
+std::unique_ptr<Subprocess> StartSwarr(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> argv = {cli_testing::SwarrBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess::Options opts;
+  opts.output_file = log;
+  auto p = Subprocess::Start(argv, opts);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? std::move(*p) : nullptr;
+}
+
+// The port `proc` writes to `file` ("" once it has exited without, or after a minute).
+std::string WaitForPort(const std::string& file, Subprocess* proc) {
+  for (int i = 0; i < 3000; ++i) {
+    const std::string text = Slurp(file);
+    if (!text.empty() && text.back() == '\n') return text.substr(0, text.find('\n'));
+    if (!proc->running()) return "";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return "";
+}
+
+// A learner, a coordinator (`coordinator_flags` added) and a rollout server as real processes
+// on loopback, running a short pipeline (5 SFT steps, 3 greedy eval problems on the rollout).
+struct ThreeServices {
+  std::string dir = TempDir();
+  std::unique_ptr<Subprocess> learner, coordinator, rollout;
+  std::string Log(const std::string& name) const { return Slurp(dir + "/" + name + ".log"); }
+  std::string Logs() const {
+    return "--- learner\n" + Log("learner") + "--- coordinator\n" + Log("coordinator") + "--- rollout\n" +
+           Log("rollout");
+  }
+
+  explicit ThreeServices(const std::vector<std::string>& coordinator_flags) {
+    const std::string config = WriteFile(dir + "/end.yaml",
+                                         "workers: {heartbeat_seconds: 0.3, lease_seconds: 2}\n"
+                                         "stages:\n"
+                                         "  - name: pre\n"
+                                         "    train: {}\n"
+                                         "    model: {path: " + kSource + "/configs/models/tiny}\n"
+                                         "    data: {format: synthetic, synthetic_task: sum_digits}\n"
+                                         "    optimizer: {lr: 0.001}\n"
+                                         "    stop: {max_steps: 5}\n"
+                                         "  - name: ev\n"
+                                         "    eval: {greedy: true, max_new_tokens: 4}\n"
+                                         "    data: {format: synthetic, synthetic_task: sum_digits, synthetic_size: 3}\n");
+    const std::string run = dir + "/run";
+    learner = StartSwarr({"learner", "--run-dir", run, "--port-file", dir + "/learner.port"},
+                         dir + "/learner.log");
+    if (learner == nullptr) return;
+    const std::string learner_port = WaitForPort(dir + "/learner.port", learner.get());
+    if (learner_port.empty()) return;
+    std::vector<std::string> args = {"coordinator", "--config", config, "--run-dir", run,
+                                     "--learner", "127.0.0.1:" + learner_port};
+    args.insert(args.end(), coordinator_flags.begin(), coordinator_flags.end());
+    coordinator = StartSwarr(args, dir + "/coordinator.log");
+    if (coordinator == nullptr) return;
+    const std::string port = WaitForPort(run + "/ports/coordinator.port", coordinator.get());
+    if (port.empty()) return;
+    rollout = StartSwarr({"rollout", "--coordinator", "127.0.0.1:" + port, "--name", "r0"},
+                         dir + "/rollout.log");
+  }
+};
+
+TEST(CoordinatorCliTest, PipelineEndEndsTheLearnerAndTheRolloutServers) {
+  ThreeServices s({});
+  ASSERT_NE(s.rollout, nullptr) << s.Logs();
+  ASSERT_EQ(s.coordinator->Wait(300), 0) << s.Logs();
+  const auto summary = nlohmann::json::parse(Slurp(s.dir + "/run/summary.json"));
+  EXPECT_EQ(summary["stages"][1]["state"], "done") << summary.dump();
+  // Told by the coordinator, both end by themselves, with status 0.
+  EXPECT_EQ(s.learner->Wait(60), 0) << s.Logs();
+  EXPECT_EQ(s.rollout->Wait(60), 0) << s.Logs();
+  EXPECT_THAT(s.Log("learner"), HasSubstr("the pipeline has ended: checkpointing the running stage and exiting"));
+  EXPECT_THAT(s.Log("rollout"), HasSubstr("the pipeline 'end' has ended; exiting"));
+  EXPECT_THAT(s.Log("rollout"), Not(HasSubstr("heartbeat failed"))) << s.Logs();
+}
+
+TEST(CoordinatorCliTest, PipelineEndWithAtEndIdleLeavesThemUpAndQuiet) {
+  ThreeServices s({"--at-end", "idle"});
+  ASSERT_NE(s.rollout, nullptr) << s.Logs();
+  ASSERT_EQ(s.coordinator->Wait(300), 0) << s.Logs();
+  // The rollout server was told before the coordinator exited.
+  EXPECT_THAT(s.Log("rollout"), HasSubstr("the pipeline 'end' has ended; idle until stopped")) << s.Logs();
+  EXPECT_TRUE(s.learner->running()) << s.Logs();
+  EXPECT_TRUE(s.rollout->running()) << s.Logs();
+  // Stopped the usual way, both still exit 0; the idle server sends no heartbeat meanwhile.
+  s.rollout->Signal(SIGTERM);
+  s.learner->Signal(SIGTERM);
+  EXPECT_EQ(s.rollout->Wait(60), 0) << s.Logs();
+  EXPECT_EQ(s.learner->Wait(60), 0) << s.Logs();
+  EXPECT_THAT(s.Log("rollout"), Not(HasSubstr("heartbeat failed"))) << s.Logs();
+  EXPECT_THAT(s.Log("learner"), HasSubstr("SIGTERM")) << s.Logs();
+  // A bad value is a usage error naming the flag.
+  ExpectUsageError("coordinator --config " + s.dir + "/end.yaml --run-dir " + s.dir + "/run2 --learner 127.0.0.1:1"
+                   " --at-end sometimes", {"--at-end", "sometimes"});
 }
 
 }  // namespace

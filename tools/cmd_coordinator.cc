@@ -27,7 +27,9 @@ namespace {
 constexpr char kCoordinatorUsage[] =
     "usage: swarr coordinator --config PIPELINE.yaml --run-dir DIR --learner HOST:PORT\n"
     "         [--listen HOST:PORT] [--port-file F] [--metrics-listen HOST:PORT] [--metrics-port-file F]\n"
-    "         [--token-file F] [--tls-cert F --tls-key F] [--tls-ca F]\n"
+    "         [--token-file F] [--tls-cert F --tls-key F] [--tls-ca F] [--at-end exit|idle]\n"
+    "--at-end: when the pipeline ends, the learner and the rollout servers exit 0 (exit, the default)\n"
+    "or stay up idle until stopped (idle); docs/deploy.md \"How a run ends\".\n"
     "Runs the pipeline's stages (docs/services.md, docs/coordinator.md). Without --port-file /\n"
     "--metrics-port-file the bound ports go to DIR/ports/coordinator.port / .metrics.port.\n";
 
@@ -51,7 +53,7 @@ std::string BaseNameWithoutExtension(const std::string& path) {
 int RunCoordinator(const std::vector<std::string>& argv) {
   auto args = Args::Parse(argv,
                           {"config", "run-dir", "learner", "listen", "port-file", "metrics-listen", "metrics-port-file",
-                           "token-file", "tls-cert", "tls-key", "tls-ca"},
+                           "token-file", "tls-cert", "tls-key", "tls-ca", "at-end"},
                           {"help"});
   if (!args.ok()) return FailWithStatus(args.status());
   if (args->Has("help")) {
@@ -83,6 +85,11 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   opts.coordinator.security = *security;
   opts.listen = args->Optional("listen").value_or("127.0.0.1:0");
   opts.metrics_listen = args->Optional("metrics-listen").value_or("127.0.0.1:0");
+  if (const std::string at_end = args->Optional("at-end").value_or("exit"); at_end == "idle") {
+    opts.coordinator.at_end = CoordinatorOptions::AtEnd::kIdle;
+  } else if (at_end != "exit") {
+    return FailWithStatus(absl::InvalidArgumentError(absl::StrCat("--at-end: 'exit' or 'idle', got '", at_end, "'")));
+  }
 
   // SIGTERM / SIGINT: persist and exit 0. The handler only sets a flag the main thread polls.
   struct sigaction sa = {};
@@ -121,6 +128,8 @@ int RunCoordinator(const std::vector<std::string>& argv) {
     }
   }
   const absl::Status result = (*server)->coordinator().result();
+  // Answer the workers' heartbeats until each has heard that the pipeline ended.
+  (*server)->coordinator().WaitForWorkersReleased();
   (*server)->Shutdown();
   if (!result.ok()) {
     std::cerr << "swarr: " << result.message() << "\n";

@@ -402,6 +402,9 @@ int LaunchPipeline(const LaunchOptions& options) {
       }
     }
     for (Service* s : all) {
+      // Exit 0 is not a crash: the learner and the rollout servers exit 0 when the coordinator
+      // tells them the pipeline has ended (it exits itself a moment later).
+      if (s->proc && !s->proc->running() && !s->stopping && s->proc->exit_status() == 0) s->stopping = true;
       if (s->proc && !s->proc->running() && !s->stopping) {
         if (absl::Status st = launcher.Restart(s); !st.ok()) return fail(st);
       }

@@ -1,5 +1,6 @@
 // swarr learner --run-dir D [...]: the learner service (docs/services.md). Serves
-// swarr.v1.Learner until SIGTERM / SIGINT, which checkpoint the running stage and exit 0.
+// swarr.v1.Learner until SIGTERM / SIGINT or Learner.Finish (the coordinator, at the pipeline's
+// end), which checkpoint the running stage and exit 0.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,11 +28,14 @@ constexpr char kUsage[] =
     "         [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--max-message-bytes N]\n"
     "         [--max-weight-streams N (2): GetWeights streams served at once, the rest wait in order]\n"
     "Serves swarr.v1.Learner (default 127.0.0.1:0) and /metrics (default 127.0.0.1:0; \"\" = off)\n"
-    "until SIGTERM / SIGINT, which checkpoint the running stage and exit 0.\n";
+    "until SIGTERM / SIGINT or the coordinator's Learner.Finish at the end of the pipeline, which\n"
+    "checkpoint the running stage and exit 0.\n";
 
 // The signal handler only writes a byte to this pipe; the main thread waits on it (whichever
 // thread LibTorch or gRPC started receives the signal).
 int g_signal_pipe[2] = {-1, -1};
+// Written to the pipe by Learner.Finish (not a signal number).
+constexpr char kFinishByte = 'F';
 
 void OnSignal(int sig) {
   const char c = static_cast<char>(sig);
@@ -102,6 +106,12 @@ absl::Status Learner(const std::vector<std::string>& argv) {
     SWARR_RETURN_IF_ERROR(WritePortFile(*file, exporter->port()));
   }
   opts.metrics_registry = exporter->shared_registry();
+  // Learner.Finish (the coordinator, at the end of the pipeline): wakes the wait below as a
+  // signal would, with kFinishByte.
+  opts.on_finish = [](const v1::FinishRequest&) {
+    const char c = kFinishByte;
+    (void)!::write(g_signal_pipe[1], &c, 1);
+  };
   LearnerService service(opts);
   SWARR_RETURN_IF_ERROR(service.Start());
   std::cerr << "swarr learner: serving on port " << service.port() << " (incarnation "
@@ -110,7 +120,8 @@ absl::Status Learner(const std::vector<std::string>& argv) {
   std::cerr << "\n";
 
   const int sig = WaitForSignal();
-  std::cerr << "swarr learner: " << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+  std::cerr << "swarr learner: "
+            << (sig == kFinishByte ? "the pipeline has ended" : sig == SIGINT ? "SIGINT" : "SIGTERM")
             << ": checkpointing the running stage and exiting\n";
   SWARR_RETURN_IF_ERROR(service.Shutdown());
   std::cerr << "swarr learner: stopped\n";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/status.h"
@@ -133,6 +134,22 @@ grpc::Status LearnerService::GetGroupStates(grpc::ServerContext* context, const 
     *response = std::move(*r);
     return grpc::Status::OK;
   });
+}
+
+grpc::Status LearnerService::Finish(grpc::ServerContext* context, const v1::FinishRequest* request,
+                                    v1::FinishResponse* response) {
+  (void)response;
+  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (request->pipeline().size() > 256 || request->reason().size() > 4096) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "pipeline / reason: longer than 256 / 4096 bytes");
+  }
+  if (finish_requested_.exchange(true)) return grpc::Status::OK;  // idempotent
+  std::cerr << "swarr learner: pipeline '" << request->pipeline() << "' "
+            << (request->reason().empty() ? "completed" : "failed: " + request->reason())
+            << "; the coordinator asks the learner to finish\n";
+  if (options_.on_finish) options_.on_finish(*request);
+  return grpc::Status::OK;
 }
 
 }  // namespace swarr

@@ -14,6 +14,8 @@
 #ifndef SWARR_LEARNER_SERVICE_LEARNER_SERVICE_H_
 #define SWARR_LEARNER_SERVICE_LEARNER_SERVICE_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,6 +45,10 @@ struct LearnerServiceOptions {
   // deadline), so that rollout servers asking for a new version together get it one after
   // another at full speed rather than all at once at a fraction (docs/weight-sync.md).
   int64_t max_weight_streams = 2;
+  // Called (on a gRPC thread, once) when the coordinator calls Learner.Finish at the end of the
+  // pipeline: `swarr learner` then shuts the service down and exits 0 as on SIGTERM. Must not
+  // block or call Shutdown() itself. Unset: Finish is only recorded (finish_requested()).
+  std::function<void(const v1::FinishRequest&)> on_finish;
 };
 
 class LearnerService final : public v1::Learner::Service {
@@ -76,6 +82,10 @@ class LearnerService final : public v1::Learner::Service {
                           v1::LearnerStatus* response) override;
   grpc::Status GetGroupStates(grpc::ServerContext* context, const v1::GetGroupStatesRequest* request,
                               v1::GetGroupStatesResponse* response) override;
+  grpc::Status Finish(grpc::ServerContext* context, const v1::FinishRequest* request,
+                      v1::FinishResponse* response) override;
+  // Learner.Finish has been called.
+  bool finish_requested() const { return finish_requested_.load(); }
 
  private:
   const LearnerServiceOptions options_;
@@ -84,6 +94,7 @@ class LearnerService final : public v1::Learner::Service {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> finish_requested_{false};
 };
 
 }  // namespace swarr

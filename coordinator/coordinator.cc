@@ -373,6 +373,7 @@ void Coordinator::Tick() {
     absl::MutexLock l(&mu_);
     if (stopping_ || done_) return;
     ExpireLeasesLocked(Clock::now());
+    UpdateGroupGaugesLocked();
     stage = state_.stage_index;
     finished = state_.done || stage >= num_stages;
     prepare = !finished && prepared_stage_ != stage;
@@ -827,6 +828,8 @@ void Coordinator::FinishPipeline() {
     done_ = true;
     result_ = result;
     pipeline_end_ = end;
+    metrics_->groups_queued.Set(0);
+    metrics_->groups_assigned.Set(0);
     v1::Assignment a;
     *a.mutable_pipeline_end() = end;
     for (auto& [id, w] : workers_) {
@@ -1146,6 +1149,17 @@ void Coordinator::UpdateWorkerGaugesLocked() {
   int unhealthy = 0;
   for (const auto& [id, w] : workers_) unhealthy += w.state == v1::WorkerStatus::UNHEALTHY;
   metrics_->workers_unhealthy.Set(unhealthy);
+}
+
+void Coordinator::UpdateGroupGaugesLocked() {
+  int64_t queued = 0, assigned = 0;
+  for (const std::string& id : pending_) {
+    auto it = groups_.find(id);
+    queued += it != groups_.end() && it->second.worker.empty() ? 1 : 0;
+  }
+  for (const auto& [id, w] : workers_) assigned += static_cast<int64_t>(w.assigned.size());
+  metrics_->groups_queued.Set(static_cast<double>(queued));
+  metrics_->groups_assigned.Set(static_cast<double>(assigned));
 }
 
 int64_t Coordinator::AdoptedInFlightLocked() const {

@@ -229,6 +229,8 @@ class Coordinator {
   bool FinishGroupLocked(const std::string& group_id, Worker* reporter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OrchestrateWeightsLocked(Clock::time_point now, Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateWorkerGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // swarr_coordinator_groups{state="queued|assigned"}.
+  void UpdateGroupGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Assignment StageInfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t CurrentStageUnfinishedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KnownIncarnationLocked(const std::string& incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -30,6 +30,13 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
                             .Help("Prompt groups put back in the queue (worker lease expired, or returned).")
                             .Register(registry)
                             .Add({})),
+      groups(prometheus::BuildGauge()
+                 .Name("swarr_coordinator_groups")
+                 .Help("Prompt groups outstanding: queued (waiting for a rollout server with free capacity) "
+                       "and assigned (on a rollout server, not reported finished).")
+                 .Register(registry)),
+      groups_queued(groups.Add({{"state", "queued"}})),
+      groups_assigned(groups.Add({{"state", "assigned"}})),
       stage_index(prometheus::BuildGauge()
                       .Name("swarr_coordinator_stage_index")
                       .Help("Index of the running pipeline stage (the number of stages once done).")

@@ -24,6 +24,12 @@ struct CoordinatorMetrics {
   prometheus::Counter& groups_dispatched;  // swarr_coordinator_groups_dispatched_total
   prometheus::Counter& groups_finished;    // swarr_coordinator_groups_finished_total
   prometheus::Counter& groups_reassigned;  // swarr_coordinator_groups_reassigned_total
+  // swarr_coordinator_groups{state="queued|assigned"}: groups of the pipeline waiting for a
+  // rollout server with free capacity (the pending work an autoscaler scales rollouts on,
+  // deploy/k8s/hpa/), and groups on rollout servers not yet reported finished. Set every tick.
+  prometheus::Family<prometheus::Gauge>& groups;
+  prometheus::Gauge& groups_queued;
+  prometheus::Gauge& groups_assigned;
   prometheus::Gauge& stage_index;          // swarr_coordinator_stage_index
   prometheus::Gauge& learner_step;         // swarr_coordinator_learner_step
   // swarr_coordinator_eval_accuracy{stage}

@@ -900,6 +900,29 @@ TEST(CoordinatorTest, StagesFollowTheLearnerAndTheSummaryIsWritten) {
   EXPECT_EQ(st.stage_index(), 2);
 }
 
+// swarr_coordinator_groups{state}: what waits for a free rollout server (the autoscaling
+// metric, deploy/k8s/hpa/) and what is on one.
+TEST(CoordinatorTest, QueuedAndAssignedGroupsAreExported) {
+  LearnerServer learner;
+  const auto pipeline = Pipeline(kWorkers + "stages:\n" + EvalStage("ev", 3, 1));
+  const std::string dir = TempDir();
+  auto coord = StartCoordinator(pipeline, dir, learner.address, "", "127.0.0.1:0");
+  ASSERT_NE(coord, nullptr);
+  ASSERT_GT(coord->metrics_port(), 0);
+  // No worker yet: all 3 eval groups wait.
+  ASSERT_TRUE(WaitUntil([&] { return Metric(Scrape(coord->metrics_port()), "swarr_coordinator_groups{state=\"queued\"}") == 3; }))
+      << Scrape(coord->metrics_port());
+  EXPECT_EQ(Metric(Scrape(coord->metrics_port()), "swarr_coordinator_groups{state=\"assigned\"}"), 0);
+  // A worker with room for one group takes one; two still wait.
+  FakeWorker w(Address(*coord), 1);
+  w.Join("w");
+  ASSERT_TRUE(WaitUntil([&] {
+    const std::string t = Scrape(coord->metrics_port());
+    return Metric(t, "swarr_coordinator_groups{state=\"queued\"}") == 2 &&
+           Metric(t, "swarr_coordinator_groups{state=\"assigned\"}") == 1;
+  })) << Scrape(coord->metrics_port());
+}
+
 // The end of the pipeline reaches the learner (Learner.Finish) and every worker: on its stream,
 // in heartbeat answers, and in the registration answer of one that joins late (issue 15).
 TEST(CoordinatorTest, PipelineEndIsToldToTheLearnerAndEveryWorker) {

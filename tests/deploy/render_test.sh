@@ -92,6 +92,27 @@ print("ok: kustomize base, overlays/cpu, overlays/gpu" if not bad else "kustomiz
 sys.exit(1 if bad else 0)
 PYEOF
   $PY tests/deploy/kube_testcopy.py "$W/cpu.yaml" "$W/play.yaml" 2> /dev/null && ok "podman test copy of overlays/cpu" || bad "kube_testcopy.py"
+  # The HPA example (deploy/k8s/hpa, rendering only): it scales the rendered rollout Deployment on
+  # the External metric the adapter rule serves, from a gauge the coordinator exports.
+  kubectl kustomize deploy/k8s/hpa > "$W/hpa.yaml" 2> "$W/err" || { cat "$W/err"; bad "kustomize deploy/k8s/hpa"; }
+  $PY - "$W" <<'PYEOF' && ok "k8s/hpa: HPA on swarr_coordinator_groups_queued" || bad "k8s/hpa"
+import sys, yaml
+w = sys.argv[1]
+hpa = [d for d in yaml.safe_load_all(open(f"{w}/hpa.yaml")) if d]
+cpu = [d for d in yaml.safe_load_all(open(f"{w}/cpu.yaml")) if d]
+rules = yaml.safe_load(open("deploy/k8s/hpa/prometheus-adapter-rules.yaml"))["rules"]["external"]
+metrics_src = open("coordinator/coordinator_metrics.cc").read()
+assert [d["kind"] for d in hpa] == ["HorizontalPodAutoscaler"] and hpa[0]["apiVersion"] == "autoscaling/v2", hpa
+h = hpa[0]
+ref = h["spec"]["scaleTargetRef"]
+target = [d for d in cpu if d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]]
+assert target and h["metadata"]["namespace"] == target[0]["metadata"]["namespace"], ("no such target", ref)
+name = h["spec"]["metrics"][0]["external"]["metric"]["name"]
+assert any(r["name"]["as"] == name for r in rules), f"no adapter rule serves {name}"
+for r in rules:
+    series = r["seriesQuery"].split("{")[0]
+    assert f'.Name("{series}")' in metrics_src, f"the coordinator exports no {series}"
+PYEOF
 else
   echo "note: kubectl missing: the kustomize renders were not checked"
 fi

@@ -158,7 +158,7 @@ absl::Status LearnerEngine::Init() {
   std::lock_guard<std::mutex> lock(mu_);
   if (saved.ok()) {
     counters_ = *saved;
-    run_latest_ = saved->latest_version;
+    versions_.SetRunLatest(saved->latest_version);
   } else if (saved.status().code() != absl::StatusCode::kNotFound) {
     return saved.status();
   }
@@ -166,15 +166,6 @@ absl::Status LearnerEngine::Init() {
 }
 
 LearnerEngine::~LearnerEngine() { (void)Shutdown(); }
-
-int64_t LearnerEngine::NextVersionLocked() const { return std::max(run_latest_, latest_) + 1; }
-
-void LearnerEngine::EvictLocked() {
-  while (static_cast<int64_t>(versions_.size()) > keep_versions_) versions_.erase(versions_.begin());
-  while (!ipc_versions_.empty() && (versions_.empty() || ipc_versions_.begin()->first < versions_.begin()->first)) {
-    ipc_versions_.erase(ipc_versions_.begin());
-  }
-}
 
 absl::Status LearnerEngine::PublishModel(const Model& model, int64_t version) {
   v1::WeightVersion v;
@@ -191,16 +182,7 @@ absl::Status LearnerEngine::PublishModel(const Model& model, int64_t version) {
   auto shared = std::make_shared<const WeightsBlob>(std::move(blob));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    versions_[version] = std::move(shared);
-    if (ipc.has_value()) {
-      ipc_versions_.insert_or_assign(version, *std::move(ipc));
-    } else {
-      ipc_versions_.erase(version);
-    }
-    latest_ = version;
-    if (first_published_ < 0 || version < first_published_) first_published_ = version;
-    run_latest_ = std::max(run_latest_, version);
-    EvictLocked();
+    versions_.Add(version, std::move(shared), std::move(ipc));
     metrics_->policy_version.Set(static_cast<double>(version));
     ChangedLocked();
   }
@@ -213,10 +195,9 @@ absl::Status LearnerEngine::PersistState() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     s = counters_;
-    s.latest_version = std::max(run_latest_, latest_);
-    s.latest_incarnation = latest_ >= 0 ? incarnation_ : counters_.latest_incarnation;
-    s.kept_versions.clear();
-    for (const auto& [v, blob] : versions_) s.kept_versions.push_back(v);
+    s.latest_version = versions_.run_latest();
+    s.latest_incarnation = versions_.latest() >= 0 ? incarnation_ : counters_.latest_incarnation;
+    s.kept_versions = versions_.kept();
     s.stage_index = ctx_ ? ctx_->index : -1;
     s.stage_name = ctx_ ? ctx_->stage.name() : "";
     s.state = v1::LearnerStatus::State_Name(state_);
@@ -332,10 +313,9 @@ absl::StatusOr<v1::LearnerStatus> LearnerEngine::StartStage(int32_t stage_index,
     final_model_dir_.clear();
     partial_.clear();
     resolved_.clear();
-    stage_start_version_ = NextVersionLocked();
-    keep_versions_ = std::max<int64_t>(2, ctx->max_staleness + 2);
+    stage_start_version_ = versions_.Next();
     chunk_bytes_ = pipeline.rpc().weight_chunk_bytes() > 0 ? pipeline.rpc().weight_chunk_bytes() : int64_t{4} << 20;
-    EvictLocked();
+    versions_.SetKeep(std::max<int64_t>(2, ctx->max_staleness + 2));
     if (!setup.ok()) {
       state_ = v1::LearnerStatus::FAILED;
       error_ = std::string(setup.message());
@@ -389,7 +369,7 @@ absl::StatusOr<LearnerEngine::FinishedStage> LearnerEngine::PublishFinishedStage
   int64_t version;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    version = NextVersionLocked();
+    version = versions_.Next();
   }
   SWARR_RETURN_IF_ERROR(PublishModel(*model, version));
   return out;
@@ -418,7 +398,7 @@ absl::Status LearnerEngine::RunTrainStage(const StageContext& ctx) {
     int64_t version;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      version = NextVersionLocked();
+      version = versions_.Next();
       step_ = step;
     }
     SWARR_RETURN_IF_ERROR(PublishModel(model, version));
@@ -443,7 +423,7 @@ absl::Status LearnerEngine::RunTrainStage(const StageContext& ctx) {
   int64_t version;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    version = NextVersionLocked();
+    version = versions_.Next();
   }
   SWARR_RETURN_IF_ERROR(PublishModel(*result.model, version));
   std::map<std::string, double> metrics;
@@ -516,9 +496,9 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     }
     const int64_t saved = run->base + trainer.policy_version();
     std::lock_guard<std::mutex> lock(mu_);
-    if (latest_ >= saved) {
+    if (versions_.latest() >= saved) {
       // This process already published that number: number on from its newest.
-      publish = NextVersionLocked();
+      publish = versions_.Next();
       run->base = publish - trainer.policy_version();
     } else {
       publish = saved;
@@ -544,7 +524,7 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
       SWARR_RETURN_IF_ERROR(WriteFileAtomically(start_path, {absl::StrCat(trained_log_->lines(), "\n")}));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    publish = NextVersionLocked();
+    publish = versions_.Next();
     run->base = run->stage_start = publish;
   }
   {
@@ -783,10 +763,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (blob) {
-        versions_[version] = blob;
-        latest_ = version;
-        run_latest_ = std::max(run_latest_, version);
-        EvictLocked();
+        versions_.Add(version, blob, std::nullopt);
         metrics_->policy_version.Set(static_cast<double>(version));
       }
       step_ = m->step;
@@ -826,7 +803,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     metrics = last_metrics_;
-    latest = latest_;
+    latest = versions_.latest();
   }
   nlohmann::json done = {{"stage", stage.name()},           {"stop_reason", reason},
                          {"step", trainer->state().step},   {"version", latest},
@@ -963,7 +940,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
     return PushTrajectories(request);  // the stage changed meanwhile: check again
   }
   const bool rl_running = ctx->stage.has_rl() && state_ == v1::LearnerStatus::RUNNING;
-  const int64_t min_accepted = std::max(stage_start_version_, latest_ - ctx->max_staleness);
+  const int64_t min_accepted = std::max(stage_start_version_, versions_.latest() - ctx->max_staleness);
   std::vector<Action> actions(n);
   absl::flat_hash_set<std::string> seen;
   absl::flat_hash_map<std::string, int32_t> sizes;  // group sizes met in this request
@@ -995,11 +972,11 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
       oldest = std::min(oldest, v);
       newest = std::max(newest, v);
     }
-    if (latest_ < 0 || oldest < first_published_ || newest > latest_) {
+    if (versions_.latest() < 0 || oldest < versions_.first_published() || newest > versions_.latest()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "trajectory ", t.id(), ": versions ", oldest, "..", newest,
           " were not all published by this learner incarnation (published: ",
-          latest_ < 0 ? "none" : absl::StrCat(first_published_, "..", latest_), ")"));
+          versions_.latest() < 0 ? "none" : absl::StrCat(versions_.first_published(), "..", versions_.latest()), ")"));
     }
     SWARR_RETURN_IF_ERROR(ValidateTokenVersionOrder(t));
     int32_t size = t.group_size();
@@ -1034,7 +1011,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
       case kStale:
         break;
     }
-    metrics_->staleness.Observe(static_cast<double>(latest_ - t.policy_version()));
+    metrics_->staleness.Observe(static_cast<double>(versions_.latest() - t.policy_version()));
     known_ids_.Insert(t.id(), t.group_id(), t.group_size());
     auto [it, fresh] = partial_.try_emplace(t.group_id());
     Group& g = it->second;
@@ -1062,8 +1039,8 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
   metrics_->accepted.Increment(static_cast<double>(accepted));
   metrics_->duplicate.Increment(static_cast<double>(duplicate));
   metrics_->dropped_stale.Increment(static_cast<double>(stale));
-  if (latest_ >= 0) {
-    response.mutable_latest()->set_version(latest_);
+  if (versions_.latest() >= 0) {
+    response.mutable_latest()->set_version(versions_.latest());
     response.mutable_latest()->set_learner_incarnation(incarnation_);
   }
   ChangedLocked();
@@ -1076,24 +1053,7 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
 absl::StatusOr<std::shared_ptr<const WeightsBlob>> LearnerEngine::GetWeights(
     const v1::GetWeightsRequest& request) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (latest_ < 0) return absl::NotFoundError("this learner has not published a version yet");
-  if (request.latest()) return versions_.at(latest_);
-  if (!request.learner_incarnation().empty() && request.learner_incarnation() != incarnation_) {
-    return absl::NotFoundError(absl::StrCat("version ", request.version(), " of learner incarnation ",
-                                            request.learner_incarnation(), " is not this learner's (incarnation ",
-                                            incarnation_, ")"));
-  }
-  const int64_t v = request.version();
-  if (v > latest_ || v < first_published_) {
-    return absl::NotFoundError(absl::StrCat("version ", v, " was never published by this learner (published: ",
-                                            first_published_, "..", latest_, ")"));
-  }
-  auto it = versions_.find(v);
-  if (it == versions_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("version ", v, " is no longer kept; the oldest kept is ",
-                                                      versions_.begin()->first, " (newest ", latest_, ")"));
-  }
-  return it->second;
+  return versions_.Get(request, incarnation_);
 }
 
 absl::StatusOr<v1::CudaIpcWeights> LearnerEngine::GetWeightsIpc(const v1::GetWeightsRequest& request) const {
@@ -1104,16 +1064,7 @@ absl::StatusOr<v1::CudaIpcWeights> LearnerEngine::GetWeightsIpc(const v1::GetWei
   std::shared_ptr<const IpcWeights> ipc;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = ipc_versions_.find(v);
-    if (it == ipc_versions_.end()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("version ", v, " was published from a model not on a GPU: no CUDA IPC buffer; use GetWeights"));
-    }
-    if (!it->second.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat("version ", v, " has no CUDA IPC buffer (",
-                                                        it->second.status().message(), "); use GetWeights"));
-    }
-    ipc = *it->second;
+    SWARR_ASSIGN_OR_RETURN(ipc, versions_.Ipc(v));
   }
   SWARR_RETURN_IF_ERROR(CheckIpcCaller(request, ipc->meta));
   return ipc->meta;
@@ -1190,12 +1141,12 @@ v1::LearnerStatus LearnerEngine::StatusLocked() const {
   s.set_state(state_);
   s.set_error(error_);
   s.set_step(step_);
-  if (latest_ >= 0) {
-    s.mutable_latest()->set_version(latest_);
+  if (versions_.latest() >= 0) {
+    s.mutable_latest()->set_version(versions_.latest());
     s.mutable_latest()->set_learner_incarnation(incarnation_);
   }
   if (ctx_ && ctx_->stage.has_rl()) {
-    s.set_min_accepted_version(std::max(stage_start_version_, latest_ - ctx_->max_staleness));
+    s.set_min_accepted_version(std::max(stage_start_version_, versions_.latest() - ctx_->max_staleness));
   }
   s.set_buffered_groups(static_cast<int32_t>(static_cast<int64_t>(resolved_.size()) + training_groups_));
   s.set_partial_groups(static_cast<int32_t>(partial_.size()));

@@ -56,6 +56,7 @@
 #include "learner/service/learner_metrics.h"
 #include "learner/service/run_state.h"
 #include "learner/service/trajectory_checks.h"
+#include "learner/service/weight_versions.h"
 #include "learner/service/weights_ipc.h"
 #include "proto/swarr/v1/learner.pb.h"
 
@@ -173,8 +174,6 @@ class LearnerEngine {
 
   // Serializes `model` as version `version` and makes it the newest. Persists state.json.
   absl::Status PublishModel(const Model& model, int64_t version);
-  int64_t NextVersionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // state.json from a snapshot of the counters and versions.
   absl::Status PersistState();
   // Ends the running stage thread (it checkpoints) and waits for it.
@@ -212,16 +211,9 @@ class LearnerEngine {
   std::string final_model_dir_ ABSL_GUARDED_BY(mu_);
   int64_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = int64_t{4} << 20;
 
-  // Versions of this incarnation.
-  std::map<int64_t, std::shared_ptr<const WeightsBlob>> versions_ ABSL_GUARDED_BY(mu_);
-  // The kept versions of a model on a GPU, also as CUDA IPC buffers (GetWeightsIpc); a version
-  // whose export failed has its error instead.
-  std::map<int64_t, absl::StatusOr<std::shared_ptr<const IpcWeights>>> ipc_versions_ ABSL_GUARDED_BY(mu_);
-  int64_t latest_ ABSL_GUARDED_BY(mu_) = -1;           // newest published by this incarnation
-  int64_t first_published_ ABSL_GUARDED_BY(mu_) = -1;  // oldest published by this incarnation
-  int64_t run_latest_ ABSL_GUARDED_BY(mu_) = -1;       // newest published in the run (state.json)
+  // Versions of this incarnation (serialized, CUDA IPC exports) and the run's numbering.
+  WeightVersions versions_ ABSL_GUARDED_BY(mu_);
   int64_t stage_start_version_ ABSL_GUARDED_BY(mu_) = 0;  // rl: the stage's first version
-  int64_t keep_versions_ ABSL_GUARDED_BY(mu_) = 2;
 
   // rl buffer.
   absl::flat_hash_map<std::string, Group> partial_ ABSL_GUARDED_BY(mu_);

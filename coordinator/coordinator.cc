@@ -293,13 +293,17 @@ void Coordinator::MarkDirtyLocked(bool urgent) {
   urgent_ = urgent_ || urgent;
 }
 
-void Coordinator::PersistIfDue(bool force) {
+void Coordinator::PersistIfDue(bool force) { (void)Persist(force); }
+
+absl::Status Coordinator::Persist(bool force) {
+  // One writer at a time, so that a later snapshot is never overwritten by an earlier one.
+  absl::MutexLock writing(&persist_mu_);
   std::string text;
   {
     absl::MutexLock l(&mu_);
-    if (!dirty_ && !force) return;
+    if (!dirty_ && !force) return absl::OkStatus();
     const Clock::time_point now = Clock::now();
-    if (!force && !urgent_ && Seconds(now - last_persist_) < options_.persist_interval_seconds) return;
+    if (!force && !urgent_ && Seconds(now - last_persist_) < options_.persist_interval_seconds) return absl::OkStatus();
     state_.acked_groups.clear();
     for (const auto& [id, g] : acked_) state_.acked_groups.push_back(absl::Base64Escape(g.group.SerializeAsString()));
     text = StateToJson(state_);
@@ -314,6 +318,7 @@ void Coordinator::PersistIfDue(bool force) {
     absl::MutexLock l(&mu_);
     MarkDirtyLocked(true);
   }
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1370,7 +1375,7 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
         absl::StrCat("progress.running_sequences: must be >= 0, got ", req.progress().running_sequences()));
   }
 
-  absl::MutexLock l(&mu_);
+  absl::ReleasableMutexLock l(&mu_);
   if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
   auto it = workers_.find(req.worker_id());
   if (it == workers_.end()) {
@@ -1415,6 +1420,7 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
     Log(absl::StrCat("worker ", w.id, " (", w.name, ") is draining"));
     if (loading_worker_ == w.id) loading_worker_.clear();
   }
+  const size_t acked_before = acked_.size();
   for (const std::string& id : req.finished_group_ids()) {
     auto g = groups_.find(id);
     if (g != groups_.end() && g->second.group.eval() && g->second.stage_index == state_.stage_index &&
@@ -1436,6 +1442,17 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
   if (done_) {
     if (response != nullptr) *response->mutable_pipeline_end() = pipeline_end_;
     w.told_end = true;
+  }
+  // Crash consistency (docs/reliability.md): once answered, the worker forgets the groups it
+  // reported finished. Those the learner acknowledged are in state.json before the answer, so a
+  // coordinator killed right after still checks them with the learner when it restarts.
+  const bool persist = acked_.size() > acked_before;
+  l.Release();
+  if (persist) {
+    if (absl::Status s = Persist(/*force=*/true); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot record the finished groups (", s.message(),
+                                                 "); report them again"));
+    }
   }
   return absl::OkStatus();
 }

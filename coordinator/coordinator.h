@@ -116,7 +116,9 @@ class Coordinator {
   // The RPCs (docs/services.md). kInvalidArgument names the offending field; kNotFound for an
   // unknown or dead worker id; kUnavailable after Shutdown().
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
-  // `response` (may be null) gets the PipelineEnd once the pipeline has ended.
+  // `response` (may be null) gets the PipelineEnd once the pipeline has ended. rl groups it
+  // reports finished are in state.json before it returns OK (kUnavailable when that write
+  // fails: the worker reports them again).
   absl::Status Heartbeat(const v1::HeartbeatRequest& request, v1::HeartbeatResponse* response = nullptr);
   // Attaches `sink` as the worker's assignment stream (replacing an older one, whose unsent
   // groups go back to the queue) and sends it the current StageInfo first.
@@ -198,7 +200,10 @@ class Coordinator {
   void FinishPipeline();
   // Learner.Finish, retried within final_status_timeout_seconds; logs when it cannot.
   void FinishLearner(const std::string& reason);
+  // Writes state.json when due (`force`: now). Persist(): the same, with the write's status.
+  // Takes persist_mu_, then mu_: call without mu_.
   void PersistIfDue(bool force);
+  absl::Status Persist(bool force);
 
   void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -255,6 +260,8 @@ class Coordinator {
   Clock::time_point next_start_attempt_;
   std::string last_logged_learner_error_;
 
+  // Serializes state.json writes (acquired before mu_).
+  absl::Mutex persist_mu_;
   mutable absl::Mutex mu_;
   CoordinatorState state_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/config_loader.h"
 #include "common/rpc/service_options.h"
+#include "common/util/file.h"
 #include "coordinator/service.h"
 #include "coordinator/state.h"
 #include "coordinator/status_format.h"
@@ -749,6 +750,49 @@ TEST(CoordinatorTest, AcknowledgedGroupsALearnerLostAreDispatchedAgainEvenAfterA
   const auto summary = nlohmann::json::parse(Slurp(dir + "/summary.json"));
   EXPECT_EQ(summary["groups_acked_never_trained"], 0);
   EXPECT_EQ(summary["groups_redispatched_after_learner_restart"], 2);
+}
+
+// Issue 16, "the last second": groups acknowledged less than persist_interval_seconds before a
+// coordinator SIGKILL must still be in its state.json. The state file as it is the moment the
+// heartbeat is answered is what a SIGKILL then would leave: a coordinator restarted from a copy
+// of it re-dispatches the groups a restarted learner does not know.
+TEST(CoordinatorTest, GroupsAcknowledgedJustBeforeACoordinatorKillAreInItsStateFile) {
+  LearnerServer learner;
+  learner.learner.SetGroupState(v1::GetGroupStatesResponse::BUFFERED);
+  const auto pipeline = Pipeline(kWorkers + "name: test\nstages:\n" + RlStage("rl", 4, 0));
+  const std::string dir = TempDir(), killed = TempDir();
+  CoordinatorServerOptions opts;
+  opts.coordinator.pipeline = pipeline;
+  opts.coordinator.run_dir = dir;
+  opts.coordinator.learner_address = learner.address;
+  opts.coordinator.persist_interval_seconds = 3600;  // nothing but this guarantee writes the file
+  auto started = CoordinatorServer::Start(opts);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<CoordinatorServer> coord = std::move(*started);
+  FakeWorker w(Address(*coord), 8);
+  ASSERT_TRUE(w.Register("w").ok());
+  w.OpenStream();
+  ASSERT_TRUE(WaitUntil([&] { return w.groups().size() == 4; }));
+  const std::vector<std::string> first = w.group_ids();
+  ASSERT_TRUE(w.Heartbeat({first[0], first[1]}).ok());
+  // "SIGKILL" now: the run directory as it is.
+  ASSERT_TRUE(MakeDirs(killed + "/coordinator").ok());
+  const std::string state_text = Slurp(dir + "/coordinator/state.json");
+  std::ofstream(killed + "/coordinator/state.json") << state_text;
+  const auto state = nlohmann::json::parse(state_text);
+  EXPECT_EQ(state["acked_groups"].size(), 2u) << state_text;
+  coord->Shutdown();
+
+  // The learner restarted too and knows neither group: the new coordinator generates them again.
+  learner.learner.SetGroupState(v1::GetGroupStatesResponse::UNKNOWN);
+  auto again = StartCoordinator(pipeline, killed, learner.address);
+  ASSERT_NE(again, nullptr);
+  FakeWorker w2(Address(*again), 8);
+  w2.Join("w2");
+  ASSERT_TRUE(WaitUntil([&] { return again->coordinator().GetStatus().groups_redispatched_after_learner_restart() == 2; }));
+  ASSERT_TRUE(WaitUntil([&] { return w2.groups().size() >= 2; }));
+  const std::vector<std::string> ids = w2.group_ids();
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.begin() + 2), std::set<std::string>({first[0], first[1]}));
 }
 
 TEST(CoordinatorTest, DispatchRespectsCapacityAndTheInFlightBound) {

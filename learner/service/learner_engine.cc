@@ -23,8 +23,12 @@
 #include "common/util/status_macros.h"
 #include "common/util/torch_status.h"
 #include "learner/checkpoint.h"
+#include "learner/rl_trainer.h"
 #include "learner/service/idle_bound.h"
+#include "learner/service/trajectory_buffer.h"
+#include "learner/service/trajectory_checks.h"
 #include "learner/service/weights_blob.h"
+#include "learner/service/weights_ipc.h"
 #include "learner/sft_stage.h"
 #include "learner/stage_common.h"
 #include "learner/uniform_batches.h"
@@ -114,20 +118,6 @@ Trajectory FromProto(const v1::Trajectory& t) {
   return out;
 }
 
-v1::Trajectory ToProto(const Trajectory& t, int32_t group_size) {
-  v1::Trajectory out;
-  out.set_id(t.id);
-  out.set_group_id(t.group);
-  out.set_group_size(group_size);
-  for (int64_t id : t.prompt) out.add_prompt_ids(static_cast<int32_t>(id));
-  for (int64_t id : t.completion) out.add_completion_ids(static_cast<int32_t>(id));
-  for (float lp : t.behaviour_logprobs) out.add_behaviour_logprobs(lp);
-  out.set_reward(t.reward);
-  out.set_policy_version(t.policy_version);
-  out.set_stopped(!t.truncated);
-  return out;
-}
-
 int64_t JsonInt(const nlohmann::json& j, const char* key, int64_t fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
@@ -210,8 +200,7 @@ void LearnerEngine::SetFailed(const std::string& error) {
   std::lock_guard<std::mutex> lock(mu_);
   state_ = v1::LearnerStatus::FAILED;
   error_ = error;
-  training_groups_ = 0;
-  training_ids_.clear();
+  buffer_.EndStep();
   ChangedLocked();
 }
 
@@ -311,8 +300,7 @@ absl::StatusOr<v1::LearnerStatus> LearnerEngine::StartStage(int32_t stage_index,
     last_metrics_.clear();
     stop_reason_.clear();
     final_model_dir_.clear();
-    partial_.clear();
-    resolved_.clear();
+    buffer_.Clear();
     stage_start_version_ = versions_.Next();
     chunk_bytes_ = pipeline.rpc().weight_chunk_bytes() > 0 ? pipeline.rpc().weight_chunk_bytes() : int64_t{4} << 20;
     versions_.SetKeep(std::max<int64_t>(2, ctx->max_staleness + 2));
@@ -533,9 +521,11 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
     step_ = trainer.state().step;
     durable_lines_ = trained_log_->lines();
     if (restore_pending) {
-      if (absl::Status st = RestorePendingLocked(ctx, trainer.state().step); !st.ok()) {
+      if (absl::Status st = buffer_.RestorePending(ctx.stage_dir, stage.name(), trainer.state().step, *trained_log_);
+          !st.ok()) {
         std::cerr << "swarr learner: buffered trajectories not restored: " << st.message() << "\n";
       }
+      work_cv_.notify_all();
     }
   }
   // The lines kept are held by the checkpoint (or came before the stage): never cut again.
@@ -608,19 +598,19 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     else if (has_deadline && Clock::now() >= deadline) reason = "max_minutes";
     if (!reason.empty()) break;
 
-    std::vector<Group> groups;
+    std::vector<TrajectoryBuffer::Group> groups;
     int64_t current = 0;
     std::function<void()> hook;
     absl::Status idle_error;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      auto ready = [&] { return stop_.load() || resolved_.size() >= groups_per_step; };
+      auto ready = [&] { return stop_.load() || buffer_.resolved() >= groups_per_step; };
       while (!ready()) {
         idle.Progress(last_arrival_);
         const Clock::time_point now = Clock::now();
         if (idle.Expired(now)) {
           idle_error = idle.Error(stage.name(), static_cast<int64_t>(groups_per_step),
-                                  static_cast<int64_t>(resolved_.size()), static_cast<int64_t>(partial_.size()));
+                                  static_cast<int64_t>(buffer_.resolved()), static_cast<int64_t>(buffer_.partial()));
           break;
         }
         if (has_deadline && now >= deadline) break;
@@ -636,14 +626,9 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
         if (trainer->state().step > 0 && last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
         return idle_error;
       }
-      if (resolved_.size() < groups_per_step) continue;  // the deadline passed
-      for (size_t g = 0; g < groups_per_step; ++g) {
-        training_ids_.insert(resolved_.front().first);
-        groups.push_back(std::move(resolved_.front().second));
-        resolved_.pop_front();
-      }
+      if (buffer_.resolved() < groups_per_step) continue;  // the deadline passed
+      groups = buffer_.Take(groups_per_step);
       current = base + trainer->policy_version();
-      training_groups_ = static_cast<int64_t>(groups_per_step);
       hook = before_rl_step_;
       ChangedLocked();
     }
@@ -652,12 +637,13 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     std::vector<Trajectory> batch;
     std::vector<std::string> ids;
     int64_t stale = 0;
-    for (Group& g : groups) {
-      for (Trajectory& t : g.accepted) {
-        if (t.policy_version < current - ctx.max_staleness || t.policy_version < base) {
+    for (const TrajectoryBuffer::Group& g : groups) {
+      for (const v1::Trajectory& p : g.accepted) {
+        if (p.policy_version() < current - ctx.max_staleness || p.policy_version() < base) {
           ++stale;
           continue;
         }
+        Trajectory t = FromProto(p);
         ids.push_back(t.id);
         t.policy_version -= base;
         batch.push_back(std::move(t));
@@ -668,8 +654,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       std::lock_guard<std::mutex> lock(mu_);
       counters_.trajectories_dropped_stale += stale;
       if (batch.empty()) {  // every group was dropped: nothing to train on
-        training_groups_ = 0;
-        training_ids_.clear();
+        buffer_.EndStep();
         ChangedLocked();
         continue;
       }
@@ -694,8 +679,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
     if (!m.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
-      training_groups_ = 0;
-      training_ids_.clear();
+      buffer_.EndStep();
       return m.status();
     }
     metrics_->step_seconds.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -768,8 +752,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
       }
       step_ = m->step;
       last_metrics_ = NumericFields(line);
-      training_groups_ = 0;
-      training_ids_.clear();
+      buffer_.EndStep();
       ChangedLocked();
     }
     idle.Progress(Clock::now());  // the time a step takes is not idle
@@ -790,7 +773,7 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   if (interrupted) {
     if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
     std::lock_guard<std::mutex> lock(mu_);
-    SWARR_RETURN_IF_ERROR(SavePendingLocked(ctx, trainer->state().step));
+    SWARR_RETURN_IF_ERROR(buffer_.SavePending(ctx.stage_dir, ctx.stage.name(), trainer->state().step));
     std::cerr << "swarr learner: " << stage.name() << " interrupted at step " << trainer->state().step
               << "; checkpoint written\n";
     return absl::OkStatus();
@@ -815,81 +798,8 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   state_ = v1::LearnerStatus::DONE;
   stop_reason_ = reason;
   final_model_dir_ = ctx.final_dir;
-  partial_.clear();
-  resolved_.clear();
+  buffer_.Clear();
   ChangedLocked();
-  return absl::OkStatus();
-}
-
-// Pending trajectories: <stage_dir>/pending.binpb (the accepted trajectories, group by group,
-// as one PushTrajectoriesRequest) and pending.json (the groups, and the checkpoint step they
-// belong to).
-absl::Status LearnerEngine::SavePendingLocked(const StageContext& ctx, int64_t step) {
-  v1::PushTrajectoriesRequest all;
-  nlohmann::json groups = nlohmann::json::array();
-  auto add = [&](const std::string& id, const Group& g, bool complete) {
-    for (const Trajectory& t : g.accepted) *all.add_trajectories() = ToProto(t, g.size);
-    groups.push_back({{"group_id", id},
-                      {"size", g.size},
-                      {"resolved", g.resolved},
-                      {"accepted", g.accepted.size()},
-                      {"dropped", g.dropped},
-                      {"complete", complete}});
-  };
-  for (const auto& [id, g] : resolved_) add(id, g, true);
-  for (const auto& [id, g] : partial_) add(id, g, false);
-  std::string bytes;
-  if (!all.SerializeToString(&bytes)) return absl::InternalError("cannot serialize the buffered trajectories");
-  SWARR_RETURN_IF_ERROR(WriteFileAtomically(ctx.stage_dir + "/pending.binpb", {bytes}));
-  nlohmann::json j = {{"stage", ctx.stage.name()}, {"step", step}, {"groups", groups}};
-  return WriteFileAtomically(ctx.stage_dir + "/pending.json", {j.dump()});
-}
-
-absl::Status LearnerEngine::RestorePendingLocked(const StageContext& ctx, int64_t step) {
-  absl::StatusOr<std::string> meta = ReadFile(ctx.stage_dir + "/pending.json");
-  if (!meta.ok()) return absl::OkStatus();  // nothing was buffered
-  nlohmann::json j = nlohmann::json::parse(*meta, nullptr, false);
-  if (!j.is_object() || JsonInt(j, "step", -1) != step || !j.contains("groups") || !j["groups"].is_array()) {
-    return absl::OkStatus();  // written for another checkpoint
-  }
-  SWARR_ASSIGN_OR_RETURN(std::string bytes, ReadFile(ctx.stage_dir + "/pending.binpb"));
-  v1::PushTrajectoriesRequest all;
-  if (!all.ParseFromString(bytes)) return absl::DataLossError("pending.binpb does not parse");
-  int next = 0;
-  int64_t restored = 0;
-  for (const nlohmann::json& g : j["groups"]) {
-    if (!g.is_object() || !g.contains("group_id") || !g["group_id"].is_string()) {
-      return absl::DataLossError("pending.json: malformed group");
-    }
-    const int64_t n = JsonInt(g, "accepted", 0);
-    if (n < 0 || next + n > all.trajectories_size()) return absl::DataLossError("pending.json: counts do not match");
-    Group group;
-    group.size = static_cast<int32_t>(JsonInt(g, "size", 0));
-    group.resolved = static_cast<int32_t>(JsonInt(g, "resolved", 0));
-    bool trained = false;
-    for (int64_t k = 0; k < n; ++k) {
-      const v1::Trajectory& t = all.trajectories(next++);
-      trained = trained || trained_log_->Contains(t.id());
-      group.accepted.push_back(FromProto(t));
-    }
-    if (g.contains("dropped") && g["dropped"].is_array()) {
-      for (const auto& id : g["dropped"]) {
-        if (id.is_string()) group.dropped.push_back(id.get<std::string>());
-      }
-    }
-    if (trained) continue;  // trained after that checkpoint by an earlier learner
-    const std::string id = g["group_id"].get<std::string>();
-    for (const Trajectory& t : group.accepted) known_ids_.Insert(t.id, id, group.size);
-    for (const std::string& d : group.dropped) known_ids_.Insert(d, id, group.size);
-    restored += static_cast<int64_t>(group.accepted.size());
-    if (g.value("complete", false)) {
-      resolved_.emplace_back(id, std::move(group));
-    } else {
-      partial_[id] = std::move(group);
-    }
-  }
-  std::cerr << "swarr learner: restored " << restored << " buffered trajectories of " << ctx.stage.name() << "\n";
-  work_cv_.notify_all();
   return absl::OkStatus();
 }
 
@@ -931,114 +841,35 @@ absl::StatusOr<v1::PushTrajectoriesResponse> LearnerEngine::PushTrajectories(
     SWARR_RETURN_IF_ERROR(ValidateTrajectory(t, i, limits));
   }
 
-  // 2. Against the learner's state: decide everything before changing anything.
-  enum Action { kAccept, kDuplicate, kStale, kOver };
+  // 2. Against the learner's state (TrajectoryBuffer::Push decides everything before it changes
+  // anything).
   std::unique_lock<std::mutex> lock(mu_);
   if (shut_down_) return absl::UnavailableError("the learner is shutting down");
   if (ctx_ != ctx) {
     lock.unlock();
     return PushTrajectories(request);  // the stage changed meanwhile: check again
   }
-  const bool rl_running = ctx->stage.has_rl() && state_ == v1::LearnerStatus::RUNNING;
-  const int64_t min_accepted = std::max(stage_start_version_, versions_.latest() - ctx->max_staleness);
-  std::vector<Action> actions(n);
-  absl::flat_hash_set<std::string> seen;
-  absl::flat_hash_map<std::string, int32_t> sizes;  // group sizes met in this request
-  for (int i = 0; i < n; ++i) {
-    const v1::Trajectory& t = request.trajectories(i);
-    if (!seen.insert(t.id()).second || known_ids_.Contains(t.id()) || trained_log_->Contains(t.id())) {
-      actions[i] = kDuplicate;
-      continue;
-    }
-    const int s = stage_of[i];
-    const bool finished_rl = ctx->pipeline.stages(s).has_rl() &&
-                             (s < ctx->index || (s == ctx->index && state_ == v1::LearnerStatus::DONE));
-    if (finished_rl) {
-      actions[i] = kOver;  // the stage is over: acknowledged, never trained
-      continue;
-    }
-    if (s != ctx->index || !rl_running) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "trajectory ", t.id(), ": no rl stage is running for it (stage ", ctx->pipeline.stages(s).name(),
-          "; the learner is on ", ctx->stage.name(), ", ", v1::LearnerStatus::State_Name(state_), ")"));
-    }
-    if (t.learner_incarnation() != incarnation_) {
-      return absl::FailedPreconditionError(absl::StrCat("trajectory ", t.id(), ": generated by learner incarnation ",
-                                                        t.learner_incarnation(), ", which no longer exists (this is ",
-                                                        incarnation_, ")"));
-    }
-    int64_t oldest = t.policy_version(), newest = t.policy_version();
-    for (int64_t v : t.token_versions()) {
-      oldest = std::min(oldest, v);
-      newest = std::max(newest, v);
-    }
-    if (versions_.latest() < 0 || oldest < versions_.first_published() || newest > versions_.latest()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "trajectory ", t.id(), ": versions ", oldest, "..", newest,
-          " were not all published by this learner incarnation (published: ",
-          versions_.latest() < 0 ? "none" : absl::StrCat(versions_.first_published(), "..", versions_.latest()), ")"));
-    }
-    SWARR_RETURN_IF_ERROR(ValidateTokenVersionOrder(t));
-    int32_t size = t.group_size();
-    if (auto it = partial_.find(t.group_id()); it != partial_.end()) size = it->second.size;
-    if (auto [it, fresh] = sizes.emplace(t.group_id(), size); !fresh) size = it->second;
-    if (size != t.group_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.id(), ": group_size: ", t.group_size(),
-                                                     ", but its group has size ", size));
-    }
-    actions[i] = t.policy_version() < min_accepted ? kStale : kAccept;
-  }
+  TrajectoryBuffer::Learner learner;
+  learner.pipeline = &ctx->pipeline;
+  learner.stage_index = ctx->index;
+  learner.state = state_;
+  learner.incarnation = incarnation_;
+  learner.latest = versions_.latest();
+  learner.first_published = versions_.first_published();
+  learner.min_accepted = std::max(stage_start_version_, versions_.latest() - ctx->max_staleness);
+  SWARR_ASSIGN_OR_RETURN(TrajectoryBuffer::PushResult pushed, buffer_.Push(request, stage_of, learner, *trained_log_));
 
-  // 3. Apply.
-  v1::PushTrajectoriesResponse response;
-  int64_t accepted = 0, duplicate = 0, stale = 0;
-  int64_t stale_now = 0;  // stale trajectories of the running stage (not of a finished one)
-  for (int i = 0; i < n; ++i) {
-    const v1::Trajectory& t = request.trajectories(i);
-    v1::TrajectoryAck* ack = response.add_acks();
-    ack->set_id(t.id());
-    switch (actions[i]) {
-      case kDuplicate:
-        ack->set_result(v1::TrajectoryAck::DUPLICATE);
-        ++duplicate;
-        continue;
-      case kOver:
-        ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
-        known_ids_.Insert(t.id(), t.group_id(), t.group_size());
-        ++stale;
-        continue;
-      case kAccept:
-      case kStale:
-        break;
-    }
-    metrics_->staleness.Observe(static_cast<double>(versions_.latest() - t.policy_version()));
-    known_ids_.Insert(t.id(), t.group_id(), t.group_size());
-    auto [it, fresh] = partial_.try_emplace(t.group_id());
-    Group& g = it->second;
-    if (fresh) g.size = t.group_size();
-    if (actions[i] == kAccept) {
-      ack->set_result(v1::TrajectoryAck::ACCEPTED);
-      g.accepted.push_back(FromProto(t));
-      ++accepted;
-    } else {
-      ack->set_result(v1::TrajectoryAck::DROPPED_STALE);
-      g.dropped.push_back(t.id());
-      ++stale;
-      ++stale_now;
-    }
-    if (++g.resolved >= g.size) {
-      resolved_.emplace_back(it->first, std::move(g));
-      partial_.erase(it);
-      work_cv_.notify_all();
-    }
-  }
-  if (accepted + stale_now > 0) last_arrival_ = Clock::now();  // progress (IdleBound)
-  counters_.trajectories_received += accepted;
-  counters_.trajectories_duplicate += duplicate;
-  counters_.trajectories_dropped_stale += stale;
-  metrics_->accepted.Increment(static_cast<double>(accepted));
-  metrics_->duplicate.Increment(static_cast<double>(duplicate));
-  metrics_->dropped_stale.Increment(static_cast<double>(stale));
+  // 3. Counters, metrics, progress.
+  for (int64_t behind : pushed.staleness) metrics_->staleness.Observe(static_cast<double>(behind));
+  if (pushed.resolved_any) work_cv_.notify_all();
+  if (pushed.accepted + pushed.stale_now > 0) last_arrival_ = Clock::now();  // progress (IdleBound)
+  counters_.trajectories_received += pushed.accepted;
+  counters_.trajectories_duplicate += pushed.duplicate;
+  counters_.trajectories_dropped_stale += pushed.stale;
+  metrics_->accepted.Increment(static_cast<double>(pushed.accepted));
+  metrics_->duplicate.Increment(static_cast<double>(pushed.duplicate));
+  metrics_->dropped_stale.Increment(static_cast<double>(pushed.stale));
+  v1::PushTrajectoriesResponse response = std::move(pushed.response);
   if (versions_.latest() >= 0) {
     response.mutable_latest()->set_version(versions_.latest());
     response.mutable_latest()->set_learner_incarnation(incarnation_);
@@ -1098,33 +929,12 @@ absl::StatusOr<v1::GetGroupStatesResponse> LearnerEngine::GetGroupStates(
         "no rl stage is running (the learner is ",
         ctx_ ? absl::StrCat("on stage ", ctx_->stage.name()) : std::string("IDLE"), ")"));
   }
-  absl::flat_hash_map<std::string, const Group*> waiting;  // resolved, not taken by a step yet
-  for (const auto& [id, g] : resolved_) waiting[id] = &g;
   // A finished stage's final checkpoint holds every step.
   const int64_t durable =
       state_ == v1::LearnerStatus::DONE ? std::numeric_limits<int64_t>::max() : durable_lines_;
   v1::GetGroupStatesResponse out;
   out.set_learner_incarnation(incarnation_);
-  for (const auto& g : request.groups()) {
-    int64_t last_line = -1;
-    bool taken = false;
-    for (int32_t k = 0; k < g.group_size(); ++k) {
-      const std::string id = absl::StrCat(g.group_id(), "/", k);
-      last_line = std::max(last_line, trained_log_->FirstLine(id));
-      taken = taken || known_ids_.Contains(id);
-    }
-    v1::GetGroupStatesResponse::State st = v1::GetGroupStatesResponse::UNKNOWN;
-    if (last_line >= 0) {
-      st = last_line < durable ? v1::GetGroupStatesResponse::DURABLE : v1::GetGroupStatesResponse::TRAINED;
-    } else if (auto w = waiting.find(g.group_id()); w != waiting.end() && w->second->accepted.empty()) {
-      st = v1::GetGroupStatesResponse::DROPPED;  // every member dropped at arrival: nothing to train
-    } else if (partial_.contains(g.group_id()) || w != waiting.end() || training_ids_.count(g.group_id()) > 0) {
-      st = v1::GetGroupStatesResponse::BUFFERED;
-    } else if (taken) {
-      st = v1::GetGroupStatesResponse::DROPPED;
-    }
-    out.add_states(st);
-  }
+  buffer_.GroupStates(request, durable, *trained_log_, &out);
   return out;
 }
 
@@ -1148,8 +958,8 @@ v1::LearnerStatus LearnerEngine::StatusLocked() const {
   if (ctx_ && ctx_->stage.has_rl()) {
     s.set_min_accepted_version(std::max(stage_start_version_, versions_.latest() - ctx_->max_staleness));
   }
-  s.set_buffered_groups(static_cast<int32_t>(static_cast<int64_t>(resolved_.size()) + training_groups_));
-  s.set_partial_groups(static_cast<int32_t>(partial_.size()));
+  s.set_buffered_groups(static_cast<int32_t>(buffer_.buffered()));
+  s.set_partial_groups(static_cast<int32_t>(buffer_.partial()));
   s.set_trajectories_received(counters_.trajectories_received);
   s.set_trajectories_duplicate(counters_.trajectories_duplicate);
   s.set_trajectories_dropped_stale(counters_.trajectories_dropped_stale);
@@ -1165,7 +975,7 @@ int64_t LearnerEngine::TrainedIdsRetainedForTest() const { return trained_log_->
 
 int64_t LearnerEngine::KnownIdsRetainedForTest() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return known_ids_.retained();
+  return buffer_.known_retained();
 }
 
 void LearnerEngine::SetBeforeRlStepHookForTest(std::function<void()> hook) {

@@ -35,29 +35,22 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/rpc/weights_wire.h"
-#include "learner/rl_trainer.h"
-#include "learner/service/known_ids.h"
 #include "learner/service/learner_metrics.h"
 #include "learner/service/run_state.h"
-#include "learner/service/trajectory_checks.h"
+#include "learner/service/trajectory_buffer.h"
 #include "learner/service/weight_versions.h"
-#include "learner/service/weights_ipc.h"
 #include "proto/swarr/v1/learner.pb.h"
 
 namespace prometheus {
@@ -144,12 +137,6 @@ class LearnerEngine {
 
  private:
   struct StageContext;
-  struct Group {
-    int32_t size = 0;
-    int32_t resolved = 0;               // accepted + dropped at arrival
-    std::vector<Trajectory> accepted;   // kept for training
-    std::vector<std::string> dropped;   // ids dropped stale at arrival
-  };
 
   explicit LearnerEngine(LearnerEngineOptions options);
   absl::Status Init();
@@ -181,9 +168,6 @@ class LearnerEngine {
   void SetFailed(const std::string& error);
   void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { status_cv_.notify_all(); }
   v1::LearnerStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Buffered trajectories of an interrupted rl stage, for the next learner.
-  absl::Status SavePendingLocked(const StageContext& ctx, int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RestorePendingLocked(const StageContext& ctx, int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const LearnerEngineOptions options_;
   const std::string incarnation_;
@@ -215,14 +199,8 @@ class LearnerEngine {
   WeightVersions versions_ ABSL_GUARDED_BY(mu_);
   int64_t stage_start_version_ ABSL_GUARDED_BY(mu_) = 0;  // rl: the stage's first version
 
-  // rl buffer.
-  absl::flat_hash_map<std::string, Group> partial_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<std::string, Group>> resolved_ ABSL_GUARDED_BY(mu_);
-  // Groups taken by the Step in progress: still reported as buffered until that Step's version
-  // is published, so the coordinator's in-flight bound holds across the Step (with
-  // max_staleness 0 nothing is dispatched for a version about to be replaced).
-  int64_t training_groups_ ABSL_GUARDED_BY(mu_) = 0;
-  std::set<std::string> training_ids_ ABSL_GUARDED_BY(mu_);  // their group ids
+  // rl intake: buffered groups, the step in progress, taken ids (dedup).
+  TrajectoryBuffer buffer_ ABSL_GUARDED_BY(mu_);
   // trained_ids.log lines of steps the stage's newest checkpoint holds (crash consistency: a
   // restarted learner resumes from that checkpoint and cuts the lines after it).
   int64_t durable_lines_ ABSL_GUARDED_BY(mu_) = 0;
@@ -230,7 +208,6 @@ class LearnerEngine {
   // When a trajectory of the running rl stage last arrived (accepted or dropped stale): the
   // stage's progress for rl.max_idle_minutes (IdleBound).
   std::chrono::steady_clock::time_point last_arrival_ ABSL_GUARDED_BY(mu_);
-  KnownTrajectoryIds known_ids_ ABSL_GUARDED_BY(mu_);  // accepted or dropped here (bounded)
 
   LearnerRunState counters_ ABSL_GUARDED_BY(mu_);  // received / duplicate / dropped_stale
 };

@@ -28,6 +28,18 @@
 // under this process's incarnation. The newest max(2, max_staleness + 2) are kept serialized.
 //
 // Thread safety: every public method may be called from any thread (gRPC handler threads).
+//
+// Where it lives (each unit's contract in its header; the engine wires them under one lock):
+//   learner_engine.cc        lifecycle (Create, StartStage, Shutdown), the RPC entry points,
+//                            publication of a model, state.json, status
+//   learner_engine_train.cc  the train stage body
+//   learner_engine_rl.cc     the rl stage: preparation (checkpoint resume, trained-id cut) and
+//                            its loop (steps, checkpoints, stop rules, the two bounds)
+//   trajectory_buffer.h      rl intake: dedup, groups, GetGroupStates, pending.binpb
+//   weight_versions.h        published versions, their numbering and eviction
+//   run_state.h              state.json and trained_ids.log (bounded in memory)
+//   idle_bound.h, learner/uniform_batches.h   the two bounds that fail a stalled rl stage
+// No torch in this header (learner_service.cc includes it).
 #ifndef SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_
 #define SWARR_LEARNER_SERVICE_LEARNER_ENGINE_H_
 
@@ -141,13 +153,23 @@ class LearnerEngine {
   explicit LearnerEngine(LearnerEngineOptions options);
   absl::Status Init();
 
-  // Stage bodies, on the stage thread.
-  struct RlRun;  // an rl stage's model, trainer and version numbering (learner_engine.cc)
+  // Stage bodies, on the stage thread. An error fails the stage (SetFailed, with its message).
+  struct RlRun;  // an rl stage's model, trainer and version numbering (learner_engine_rl.cc)
   void RunStageThread(std::shared_ptr<const StageContext> ctx, std::shared_ptr<RlRun> rl);
+  // SFT until its stop rule or stop_ (learner_engine_train.cc): a version at its start and at
+  // its end, then done.json and DONE; interrupted, it has checkpointed and returns OK.
   absl::Status RunTrainStage(const StageContext& ctx);
-  // Loads the rl stage's model (or its newest checkpoint), restores the trajectories buffered
-  // when it was interrupted and publishes its first version; on StartStage's thread.
+  // Loads the rl stage's model (or its newest checkpoint, cutting trained_ids.log back to that
+  // checkpoint's line count, or to the stage's start without one, then settling those lines),
+  // restores the trajectories buffered when it was interrupted and publishes its first
+  // version; on StartStage's thread (learner_engine_rl.cc).
   absl::StatusOr<std::shared_ptr<RlRun>> PrepareRlStage(const StageContext& ctx);
+  // The rl loop (learner_engine_rl.cc): takes rl.prompts_per_step resolved groups from
+  // buffer_, drops stale trajectories, runs one RlTrainer::Step, appends the ids to
+  // trained_ids.log before the step's version is published, checkpoints every
+  // checkpoint.every_steps (recording the log's line count; durable_lines_; settles the log),
+  // until a stop rule (DONE: final model, done.json), stop_ (checkpoint and pending.binpb), or
+  // a bound (FAILED: UniformBatches, IdleBound; what was trained is checkpointed first).
   absl::Status RunRlStage(const StageContext& ctx, RlRun& run);
   // Eval stages and stages with done.json: loads and publishes the stage's model (on the
   // caller's thread) and returns what the status reports.

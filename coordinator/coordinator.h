@@ -8,6 +8,14 @@
 // methods below; CoordinatorServer bundles engine + service + server for `swarr coordinator`
 // and tests. No torch.
 //
+// The engine is one class split by concern over its source files (the private part of this
+// header is grouped the same way): coordinator.cc (lifecycle, the stage loop, the pipeline's
+// end, status), coordinator_dispatch.cc (groups, the queue, capacity-based dispatch),
+// coordinator_workers.cc (registry, leases, liveness, the workers' RPCs, weight loads),
+// coordinator_eval.cc (eval results), coordinator_persistence.cc (state.json, the acknowledged
+// groups' check with the learner). Pure parts have their own headers: request_checks.h,
+// group_id.h, weight_orchestrator.h, eval_report.h, eval_stats.h, state.h.
+//
 // Thread safety: every public method may be called from any thread. One mutex guards the
 // registry and the pipeline state; calls to the learner, file writes of eval outputs and stream
 // writes happen outside it.
@@ -38,6 +46,7 @@
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/learner_client.h"
 #include "coordinator/state.h"
+#include "coordinator/weight_orchestrator.h"
 #include "proto/swarr/v1/config.pb.h"
 #include "proto/swarr/v1/coordinator.pb.h"
 #include "proto/swarr/v1/learner.pb.h"
@@ -182,9 +191,13 @@ class Coordinator {
   };
 
   explicit Coordinator(CoordinatorOptions options);
-  absl::Status Init();
 
+  // --- The pipeline (coordinator.cc): stages in order, driven by the learner's status. ------
+  // Reads state.json (resuming its stage), opens the current stage's prompts.
+  absl::Status Init();
   void Loop();
+  // One pass: leases, the learner's status (StartStage when it is elsewhere), the acknowledged
+  // groups' check, dispatch and weight loads, the stage's end.
   void Tick();
   // Opens the prompts of `stage` and tells every stream about it. Outside the lock.
   absl::Status PrepareStage(int32_t stage);
@@ -192,31 +205,36 @@ class Coordinator {
   // Marks `stage` done and moves on; the pipeline ends after the last one.
   void CompleteStageLocked(int32_t stage, int64_t steps, const std::map<std::string, double>& metrics)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the eval outputs and completes the stage when every problem has a result.
-  void MaybeFinishEval(int32_t stage);
   void FailPipeline(int32_t stage, const std::string& message);
   // Final learner status, summary.json, Learner.Finish (AtEnd::kExit), done, PipelineEnd to
   // every stream.
   void FinishPipeline();
   // Learner.Finish, retried within final_status_timeout_seconds; logs when it cannot.
   void FinishLearner(const std::string& reason);
+  v1::Assignment StageInfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Deliver(Outbox& out);
+
+  // --- Persistence and crash consistency (coordinator_persistence.cc). -----------------------
+  // state.json holds state_ plus acked_ (CoordinatorState.acked_groups). Changes of stage or
+  // eval results are urgent (written on the next tick), counters at most every
+  // persist_interval_seconds, acknowledged groups before the heartbeat that reported them is
+  // answered (docs/reliability.md "The last second").
+  void MarkDirtyLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes state.json when due (`force`: now). Persist(): the same, with the write's status.
   // Takes persist_mu_, then mu_: call without mu_.
   void PersistIfDue(bool force);
   absl::Status Persist(bool force);
+  // Asks the learner about acknowledged rl groups not yet durable; re-queues those a restarted
+  // learner does not know. `final`: the stage is over; what is left is counted (unused /
+  // never trained). Loop thread, outside the lock. false: the learner did not answer.
+  bool CheckAckedGroups(int32_t stage, bool final);
 
-  void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // No engine progress: its groups are re-queued, it gets no work until it progresses.
-  void MarkUnhealthyLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Groups of an earlier coordinator process that `w` holds (RegisterWorker / Heartbeat).
-  void AdoptHeldLocked(Worker& w, const google::protobuf::RepeatedPtrField<std::string>& held, bool prune)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t AdoptedInFlightLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Crash consistency (docs/reliability.md): asks the learner about acknowledged rl groups not
-  // yet durable; re-queues those a restarted learner does not know. `final`: the stage is
-  // over; what is left is counted (unused / never trained). Loop thread, outside the lock.
-  bool CheckAckedGroups(int32_t stage, bool final);  // false: the learner did not answer
+  // --- Groups and dispatch (coordinator_dispatch.cc). -----------------------------------------
+  // Groups live in groups_ from creation until finished (then acked_ for rl groups until the
+  // learner says they are durable, then finished_ids_); pending_ is the queue of those on no
+  // worker. A worker gets a group when its free sequences and tokens fit it (the most free
+  // first); rl groups are drawn while fewer than prompts_per_step x (1 + max_staleness) are in
+  // flight (ours, the learner's buffer, adopted ones).
   void DispatchRlLocked(const v1::LearnerStatus& status, int64_t finish_mark, Outbox* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CreateEvalGroupsLocked(const v1::WeightVersion& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -232,15 +250,33 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A group reported finished (heartbeat) or answered (ReportEval). false if already counted.
   bool FinishGroupLocked(const std::string& group_id, Worker* reporter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OrchestrateWeightsLocked(Clock::time_point now, Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UpdateWorkerGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // swarr_coordinator_groups{state="queued|assigned"}.
-  void UpdateGroupGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Assignment StageInfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t CurrentStageUnfinishedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KnownIncarnationLocked(const std::string& incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MarkDirtyLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void Deliver(Outbox& out);
+  // swarr_coordinator_groups{state="queued|assigned"}.
+  void UpdateGroupGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Workers, leases and weight loads (coordinator_workers.cc). -----------------------------
+  // The registry behind RegisterWorker / Heartbeat / OpenStream / StreamBroken. A worker is
+  // DEAD when its lease (lease_seconds without a heartbeat) expires, UNHEALTHY when its engine
+  // makes no decode step for progress_timeout_seconds with work; either way its groups go back
+  // to the front of the queue, as does a group held past group_timeout_seconds.
+  void ExpireLeasesLocked(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkDeadLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // No engine progress: its groups are re-queued, it gets no work until it progresses.
+  void MarkUnhealthyLocked(Worker& w, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Groups of an earlier coordinator process that `w` holds (RegisterWorker / Heartbeat).
+  void AdoptHeldLocked(Worker& w, const google::protobuf::RepeatedPtrField<std::string>& held, bool prune)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t AdoptedInFlightLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateWorkerGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Orders the next weight load, if any (weights_: weight_orchestrator.h).
+  void OrchestrateWeightsLocked(Clock::time_point now, Outbox* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Eval results (coordinator_eval.cc). ----------------------------------------------------
+  // ReportEval records one result per problem (state_.eval_results, idempotent by problem);
+  // once every group of the layout has one, the outputs are written (eval_report.h) and the
+  // stage completes.
+  void MaybeFinishEval(int32_t stage);
 
   const CoordinatorOptions options_;
   const std::string incarnation_;
@@ -296,13 +332,8 @@ class Coordinator {
   v1::LearnerStatus learner_ ABSL_GUARDED_BY(mu_);
   std::string learner_error_ ABSL_GUARDED_BY(mu_);
 
-  // Weight orchestration.
-  v1::WeightVersion target_ ABSL_GUARDED_BY(mu_);
-  bool has_target_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<std::string> commanded_ ABSL_GUARDED_BY(mu_);
-  std::string loading_worker_ ABSL_GUARDED_BY(mu_);
-  v1::WeightVersion loading_version_ ABSL_GUARDED_BY(mu_);
-  Clock::time_point load_sent_ ABSL_GUARDED_BY(mu_);
+  // The order of weight loads (the learner's latest version, who was ordered, who is loading).
+  WeightOrchestrator weights_ ABSL_GUARDED_BY(mu_);
 
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

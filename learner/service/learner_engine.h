@@ -171,6 +171,28 @@ class LearnerEngine {
   // until a stop rule (DONE: final model, done.json), stop_ (checkpoint and pending.binpb), or
   // a bound (FAILED: UniformBatches, IdleBound; what was trained is checkpointed first).
   absl::Status RunRlStage(const StageContext& ctx, RlRun& run);
+  // Its pieces (learner_engine_rl.cc), on the stage thread:
+  struct RlBatch {  // the groups a step took
+    std::vector<TrajectoryBuffer::Group> groups;
+    int64_t current = 0;          // the global version when they were taken
+    std::function<void()> hook;   // SetBeforeRlStepHookForTest's, run before the step
+  };
+  enum class RlWait { kBatch, kStop, kDeadline };
+  // Waits until rl.prompts_per_step groups are resolved (takes them: kBatch), stop_ (kStop) or
+  // stop.max_minutes (kDeadline). When rl.max_idle_minutes passes with no progress:
+  // checkpoints what was trained since the last checkpoint and returns IdleBound's error.
+  absl::StatusOr<RlWait> WaitForRlBatch(const StageContext& ctx, RlRun& run, RlBatch* batch);
+  // One RlTrainer::Step on the taken groups (their stale trajectories dropped; none left: no
+  // step): its ids appended to trained_ids.log before its version is published, its
+  // metrics.jsonl line, a checkpoint every checkpoint.every_steps. Sets *reason to
+  // "target_reward" when reached; UniformBatches' error (after a checkpoint) at its bound.
+  absl::Status RunRlStep(const StageContext& ctx, RlRun& run, RlBatch taken, std::string* reason);
+  // A checkpoint of the current step recording trained_ids.log's line count (the crash cut of
+  // a learner resuming from it), then durable_lines_ and TrainedIdsLog::Settle to that count.
+  absl::Status SaveRlCheckpoint(const StageContext& ctx, RlRun& run);
+  // The stop rule `reason` was reached: the final checkpoint and model (with the tokenizer
+  // files), done.json, DONE.
+  absl::Status FinishRlStage(const StageContext& ctx, RlRun& run, const std::string& reason);
   // Eval stages and stages with done.json: loads and publishes the stage's model (on the
   // caller's thread) and returns what the status reports.
   struct FinishedStage {

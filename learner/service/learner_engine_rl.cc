@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,13 @@ struct LearnerEngine::RlRun {
   int64_t base = 0;
   int64_t stage_start = 0;
   int64_t tokens_total = 0;
+  // The loop's state (RunRlStage).
+  Clock::time_point start;   // when the loop began (metrics.jsonl "seconds")
+  bool has_deadline = false;  // stop.max_minutes
+  Clock::time_point deadline;
+  int64_t last_saved = -1;  // step of the newest checkpoint written or resumed
+  std::optional<UniformBatches> uniform;
+  std::optional<IdleBound> idle;
 };
 
 absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlStage(const StageContext& ctx) {
@@ -163,242 +171,273 @@ absl::StatusOr<std::shared_ptr<LearnerEngine::RlRun>> LearnerEngine::PrepareRlSt
 
 absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
   const v1::Stage& stage = ctx.stage;
-  const v1::RlConfig& cfg = stage.rl();
-  Model* policy = run.policy.get();
-  RlTrainer* trainer = run.trainer.get();
-  MetricsLog* log = run.log.get();
-  int64_t& base = run.base;
-  const int64_t stage_start = run.stage_start;
-  int64_t& tokens_total = run.tokens_total;
   const v1::StopRule& stop = stage.stop();
-  const int64_t per_step = RlUpdatesPerStep(cfg);
-  const size_t groups_per_step = static_cast<size_t>(cfg.prompts_per_step());
-  const Clock::time_point start = Clock::now();
-  const bool has_deadline = stop.max_minutes() > 0;
-  const Clock::time_point deadline =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(stop.max_minutes() * 60));
-  int64_t last_saved = run.resumed ? trainer->state().step : -1;
+  const int64_t per_step = RlUpdatesPerStep(stage.rl());
+  RlTrainer* trainer = run.trainer.get();
+  run.start = Clock::now();
+  run.has_deadline = stop.max_minutes() > 0;
+  run.deadline =
+      run.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(stop.max_minutes() * 60));
+  run.last_saved = run.resumed ? trainer->state().step : -1;
   // Batches in a row in which dynamic sampling dropped every group (all rewards of each group
   // equal). Such a batch makes no update, so the step does not advance: the learner takes the
   // next batch (the coordinator dispatches more prompts as the buffer empties) up to
   // rl.max_uniform_batches of them, then the stage fails with the reason.
-  UniformBatches uniform(cfg.max_uniform_batches());
+  run.uniform.emplace(stage.rl().max_uniform_batches());
   metrics_->uniform_batches_in_a_row.Set(0);
   // No trajectory of the stage arriving for rl.max_idle_minutes (no rollout generating for
   // it): the stage fails instead of waiting forever.
-  IdleBound idle(cfg.max_idle_minutes(), start);
-  auto save = [&]() -> absl::Status {
-    TrainerState st = trainer->state();
-    // The trained ids up to this step are part of the checkpoint's state: a learner resuming
-    // from it cuts the log back to this count.
-    const int64_t trained_lines = trained_log_->lines();
-    st.extra_json = nlohmann::json({{"version_base", base},
-                                    {"stage_start_version", stage_start},
-                                    {"tokens_total", tokens_total},
-                                    {"trained_log_lines", trained_lines}})
-                        .dump();
-    SWARR_RETURN_IF_ERROR(
-        SaveCheckpoint(ctx.checkpoints_dir, *policy, trainer->optimizer(), st, stage.checkpoint().keep_last())
-            .status());
-    last_saved = st.step;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      durable_lines_ = trained_lines;
-    }
-    // Those lines are never cut again: the log keeps only their groups (bounded memory).
-    return trained_log_->Settle(trained_lines);
-  };
+  run.idle.emplace(stage.rl().max_idle_minutes(), run.start);
 
   std::string reason;
-  bool interrupted = false;
-  while (true) {
+  while (reason.empty()) {
     if (stop.max_steps() > 0 && trainer->state().step >= stop.max_steps() * per_step) reason = "max_steps";
-    else if (stop.max_tokens() > 0 && tokens_total >= stop.max_tokens()) reason = "max_tokens";
-    else if (has_deadline && Clock::now() >= deadline) reason = "max_minutes";
+    else if (stop.max_tokens() > 0 && run.tokens_total >= stop.max_tokens()) reason = "max_tokens";
+    else if (run.has_deadline && Clock::now() >= run.deadline) reason = "max_minutes";
     if (!reason.empty()) break;
+    RlBatch batch;
+    SWARR_ASSIGN_OR_RETURN(const RlWait wait, WaitForRlBatch(ctx, run, &batch));
+    if (wait == RlWait::kStop) {
+      if (run.last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(SaveRlCheckpoint(ctx, run));
+      std::lock_guard<std::mutex> lock(mu_);
+      SWARR_RETURN_IF_ERROR(buffer_.SavePending(ctx.stage_dir, ctx.stage.name(), trainer->state().step));
+      std::cerr << "swarr learner: " << stage.name() << " interrupted at step " << trainer->state().step
+                << "; checkpoint written\n";
+      return absl::OkStatus();
+    }
+    if (wait == RlWait::kDeadline) continue;  // max_minutes, checked above
+    SWARR_RETURN_IF_ERROR(RunRlStep(ctx, run, std::move(batch), &reason));
+  }
+  return FinishRlStage(ctx, run, reason);
+}
 
-    std::vector<TrajectoryBuffer::Group> groups;
-    int64_t current = 0;
-    std::function<void()> hook;
-    absl::Status idle_error;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      auto ready = [&] { return stop_.load() || buffer_.resolved() >= groups_per_step; };
-      while (!ready()) {
-        idle.Progress(last_arrival_);
-        const Clock::time_point now = Clock::now();
-        if (idle.Expired(now)) {
-          idle_error = idle.Error(stage.name(), static_cast<int64_t>(groups_per_step),
-                                  static_cast<int64_t>(buffer_.resolved()), static_cast<int64_t>(buffer_.partial()));
-          break;
-        }
-        if (has_deadline && now >= deadline) break;
-        work_cv_.wait_until(lock, has_deadline ? std::min(deadline, idle.deadline()) : idle.deadline(), ready);
-      }
-      if (stop_) {
-        interrupted = true;
+absl::StatusOr<LearnerEngine::RlWait> LearnerEngine::WaitForRlBatch(const StageContext& ctx, RlRun& run,
+                                                                    RlBatch* batch) {
+  const size_t groups_per_step = static_cast<size_t>(ctx.stage.rl().prompts_per_step());
+  IdleBound& idle = *run.idle;
+  absl::Status idle_error;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto ready = [&] { return stop_.load() || buffer_.resolved() >= groups_per_step; };
+    while (!ready()) {
+      idle.Progress(last_arrival_);
+      const Clock::time_point now = Clock::now();
+      if (idle.Expired(now)) {
+        idle_error = idle.Error(ctx.stage.name(), static_cast<int64_t>(groups_per_step),
+                                static_cast<int64_t>(buffer_.resolved()), static_cast<int64_t>(buffer_.partial()));
         break;
       }
-      if (!idle_error.ok()) {
-        lock.unlock();
-        // What was trained so far survives the failure (a rerun resumes from it).
-        if (trainer->state().step > 0 && last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
-        return idle_error;
-      }
-      if (buffer_.resolved() < groups_per_step) continue;  // the deadline passed
-      groups = buffer_.Take(groups_per_step);
-      current = base + trainer->policy_version();
-      hook = before_rl_step_;
+      if (run.has_deadline && now >= run.deadline) break;
+      work_cv_.wait_until(lock, run.has_deadline ? std::min(run.deadline, idle.deadline()) : idle.deadline(), ready);
+    }
+    if (stop_) return RlWait::kStop;
+    if (idle_error.ok()) {
+      if (buffer_.resolved() < groups_per_step) return RlWait::kDeadline;
+      batch->groups = buffer_.Take(groups_per_step);
+      batch->current = run.base + run.trainer->policy_version();
+      batch->hook = before_rl_step_;
       ChangedLocked();
+      return RlWait::kBatch;
     }
-    if (hook) hook();
-    // Staleness again at training time (versions may have moved since arrival).
-    std::vector<Trajectory> batch;
-    std::vector<std::string> ids;
-    int64_t stale = 0;
-    for (const TrajectoryBuffer::Group& g : groups) {
-      for (const v1::Trajectory& p : g.accepted) {
-        if (p.policy_version() < current - ctx.max_staleness || p.policy_version() < base) {
-          ++stale;
-          continue;
-        }
-        Trajectory t = FromProto(p);
-        ids.push_back(t.id);
-        t.policy_version -= base;
-        batch.push_back(std::move(t));
-      }
-    }
-    if (stale > 0) metrics_->dropped_stale.Increment(static_cast<double>(stale));
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      counters_.trajectories_dropped_stale += stale;
-      if (batch.empty()) {  // every group was dropped: nothing to train on
-        buffer_.EndStep();
-        ChangedLocked();
+  }
+  // What was trained so far survives the failure (a rerun resumes from it).
+  if (run.trainer->state().step > 0 && run.last_saved != run.trainer->state().step) {
+    SWARR_RETURN_IF_ERROR(SaveRlCheckpoint(ctx, run));
+  }
+  return idle_error;
+}
+
+namespace {
+
+// Staleness again at training time (versions may have moved since arrival): the trajectories
+// of `groups` generated by `current` - max_staleness or later and not before the stage's
+// `base` version, as the trainer takes them (versions relative to `base`), and their ids.
+// Returns how many were dropped.
+int64_t TrainingBatch(const std::vector<TrajectoryBuffer::Group>& groups, int64_t current, int64_t max_staleness,
+                      int64_t base, std::vector<Trajectory>* batch, std::vector<std::string>* ids) {
+  int64_t stale = 0;
+  for (const TrajectoryBuffer::Group& g : groups) {
+    for (const v1::Trajectory& p : g.accepted) {
+      if (p.policy_version() < current - max_staleness || p.policy_version() < base) {
+        ++stale;
         continue;
       }
+      Trajectory t = FromProto(p);
+      ids->push_back(t.id);
+      t.policy_version -= base;
+      batch->push_back(std::move(t));
     }
-    // rl.log_trajectories: what this step trains on, written once the step is known.
-    std::vector<nlohmann::json> trained_lines;
-    if (run.trajectories) {
-      for (const Trajectory& t : batch) {
-        trained_lines.push_back({{"id", t.id},
-                                 {"policy_version", t.policy_version + base},
-                                 {"reward", t.reward},
-                                 {"completion_ids", t.completion}});
-      }
-    }
-    double batch_lo = batch.front().reward, batch_hi = batch.front().reward;
-    for (const Trajectory& t : batch) {
-      batch_lo = std::min(batch_lo, t.reward);
-      batch_hi = std::max(batch_hi, t.reward);
-    }
-    const int64_t version_before = trainer->policy_version();
-    const Clock::time_point t0 = Clock::now();
-    absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
-    if (!m.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      buffer_.EndStep();
-      return m.status();
-    }
-    metrics_->step_seconds.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
-    for (const std::string& why : m->skip_reasons) std::cerr << "swarr learner: skipped " << why << "\n";
-    const int64_t version = base + trainer->policy_version();
-    std::shared_ptr<const WeightsBlob> blob;
-    if (trainer->policy_version() != version_before) {
-      v1::WeightVersion v;
-      v.set_version(version);
-      v.set_learner_incarnation(incarnation_);
-      SWARR_ASSIGN_OR_RETURN(WeightsBlob b, SerializeModelWeights(*policy, v));
-      blob = std::make_shared<const WeightsBlob>(std::move(b));
-    }
-    // The ids are on disk before their step's version is visible.
-    SWARR_RETURN_IF_ERROR(trained_log_->Append(ids));
-    metrics_->trained.Increment(static_cast<double>(ids.size()));
-    tokens_total += m->tokens;
-    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    nlohmann::json fields({{"step", m->step},
-                           {"policy_version", version},
-                           {"loss", m->loss},
-                           {"lr", m->lr},
-                           {"tokens", m->tokens},
-                           {"reward_mean", m->reward_mean},
-                           {"reward_std", m->reward_std},
-                           {"kl", m->kl},
-                           {"clip_frac", m->clip_frac},
-                           {"entropy", m->entropy},
-                           {"grad_norm", m->grad_norm},
-                           {"importance_weight_mean", m->importance_weight_mean},
-                           {"updates", m->updates},
-                           {"groups_used", m->groups_used},
-                           {"groups_dropped_uniform", m->groups_dropped_uniform},
-                           {"trajectories_invalid", m->trajectories_invalid},
-                           {"seconds", secs}});
-    for (const auto& [key, value] : RlAlgorithmMetricFields(*m)) fields[key] = value;
-    fields.update(PeakMemoryFields(*policy));
-    const std::string line = fields.dump();
-    const bool all_uniform = uniform.Observe(*m, batch_lo, batch_hi);
-    if (all_uniform) metrics_->uniform_batches.Increment();
-    metrics_->uniform_batches_in_a_row.Set(static_cast<double>(uniform.in_a_row()));
-    // One line per optimizer step: a Step that applied no update (every group dropped as
-    // uniform, or every update skipped) leaves the step count where it was.
-    if (m->updates > 0) {
-      log->Write(line);
-      for (nlohmann::json& t : trained_lines) {
-        t["step"] = m->step;
-        run.trajectories->Write(t.dump());
-      }
-    } else if (all_uniform) {
-      std::cerr << "swarr learner: " << stage.name() << ": every group of a batch was uniform ("
-                << m->groups_dropped_uniform << " groups, rewards " << batch_lo << ".." << batch_hi
-                << "): dropped, no update (" << uniform.in_a_row() << " of at most " << uniform.max_in_a_row()
-                << " such batches in a row)\n";
-    } else {
-      std::cerr << "swarr learner: " << stage.name() << ": a batch of " << ids.size()
-                << " trajectories gave no update (" << m->groups_dropped_uniform << " uniform groups, "
-                << m->updates_skipped << " skipped updates)\n";
-    }
-    metrics_->loss.Set(m->loss);
-    metrics_->reward.Set(m->reward_mean);
-    metrics_->kl.Set(m->kl);
-    metrics_->clip_fraction.Set(m->clip_frac);
-    for (const auto& [key, value] : RlAlgorithmMetricFields(*m)) metrics_->SetRl(key, value);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (blob) {
-        versions_.Add(version, blob, std::nullopt);
-        metrics_->policy_version.Set(static_cast<double>(version));
-      }
-      step_ = m->step;
-      last_metrics_ = NumericFields(line);
+  }
+  return stale;
+}
+
+// The metrics.jsonl line of a step (the keys `swarr train` writes).
+std::string RlStepLine(const RlStepMetrics& m, int64_t version, double seconds, const Model& policy) {
+  nlohmann::json fields({{"step", m.step},
+                         {"policy_version", version},
+                         {"loss", m.loss},
+                         {"lr", m.lr},
+                         {"tokens", m.tokens},
+                         {"reward_mean", m.reward_mean},
+                         {"reward_std", m.reward_std},
+                         {"kl", m.kl},
+                         {"clip_frac", m.clip_frac},
+                         {"entropy", m.entropy},
+                         {"grad_norm", m.grad_norm},
+                         {"importance_weight_mean", m.importance_weight_mean},
+                         {"updates", m.updates},
+                         {"groups_used", m.groups_used},
+                         {"groups_dropped_uniform", m.groups_dropped_uniform},
+                         {"trajectories_invalid", m.trajectories_invalid},
+                         {"seconds", seconds}});
+  for (const auto& [key, value] : RlAlgorithmMetricFields(m)) fields[key] = value;
+  fields.update(PeakMemoryFields(policy));
+  return fields.dump();
+}
+
+}  // namespace
+
+absl::Status LearnerEngine::RunRlStep(const StageContext& ctx, RlRun& run, RlBatch taken, std::string* reason) {
+  const v1::Stage& stage = ctx.stage;
+  RlTrainer* trainer = run.trainer.get();
+  UniformBatches& uniform = *run.uniform;
+  if (taken.hook) taken.hook();
+  std::vector<Trajectory> batch;
+  std::vector<std::string> ids;
+  const int64_t stale = TrainingBatch(taken.groups, taken.current, ctx.max_staleness, run.base, &batch, &ids);
+  if (stale > 0) metrics_->dropped_stale.Increment(static_cast<double>(stale));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.trajectories_dropped_stale += stale;
+    if (batch.empty()) {  // every group was dropped: nothing to train on
       buffer_.EndStep();
       ChangedLocked();
-    }
-    idle.Progress(Clock::now());  // the time a step takes is not idle
-    if (stage.checkpoint().every_steps() > 0 && m->updates > 0 && m->step % stage.checkpoint().every_steps() == 0) {
-      SWARR_RETURN_IF_ERROR(save());
-    }
-    SWARR_RETURN_IF_ERROR(PersistState());
-    if (stop.target_reward() > 0 && m->reward_mean >= stop.target_reward()) {
-      reason = "target_reward";
-      break;
-    }
-    if (uniform.exhausted()) {
-      // What was trained so far survives the failure (a rerun resumes from it).
-      if (trainer->state().step > 0 && last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
-      return uniform.Error(stage.name());
+      return absl::OkStatus();
     }
   }
-  if (interrupted) {
-    if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
+  // rl.log_trajectories: what this step trains on, written once the step is known.
+  std::vector<nlohmann::json> trained_lines;
+  if (run.trajectories) {
+    for (const Trajectory& t : batch) {
+      trained_lines.push_back({{"id", t.id},
+                               {"policy_version", t.policy_version + run.base},
+                               {"reward", t.reward},
+                               {"completion_ids", t.completion}});
+    }
+  }
+  double batch_lo = batch.front().reward, batch_hi = batch.front().reward;
+  for (const Trajectory& t : batch) {
+    batch_lo = std::min(batch_lo, t.reward);
+    batch_hi = std::max(batch_hi, t.reward);
+  }
+  const int64_t version_before = trainer->policy_version();
+  const Clock::time_point t0 = Clock::now();
+  absl::StatusOr<RlStepMetrics> m = CatchTorch("RL step", [&]() { return trainer->Step(std::move(batch)); });
+  if (!m.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
-    SWARR_RETURN_IF_ERROR(buffer_.SavePending(ctx.stage_dir, ctx.stage.name(), trainer->state().step));
-    std::cerr << "swarr learner: " << stage.name() << " interrupted at step " << trainer->state().step
-              << "; checkpoint written\n";
+    buffer_.EndStep();
+    return m.status();
+  }
+  metrics_->step_seconds.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+  for (const std::string& why : m->skip_reasons) std::cerr << "swarr learner: skipped " << why << "\n";
+  const int64_t version = run.base + trainer->policy_version();
+  std::shared_ptr<const WeightsBlob> blob;
+  if (trainer->policy_version() != version_before) {
+    v1::WeightVersion v;
+    v.set_version(version);
+    v.set_learner_incarnation(incarnation_);
+    SWARR_ASSIGN_OR_RETURN(WeightsBlob b, SerializeModelWeights(*run.policy, v));
+    blob = std::make_shared<const WeightsBlob>(std::move(b));
+  }
+  // The ids are on disk before their step's version is visible.
+  SWARR_RETURN_IF_ERROR(trained_log_->Append(ids));
+  metrics_->trained.Increment(static_cast<double>(ids.size()));
+  run.tokens_total += m->tokens;
+  const std::string line =
+      RlStepLine(*m, version, std::chrono::duration<double>(Clock::now() - run.start).count(), *run.policy);
+  const bool all_uniform = uniform.Observe(*m, batch_lo, batch_hi);
+  if (all_uniform) metrics_->uniform_batches.Increment();
+  metrics_->uniform_batches_in_a_row.Set(static_cast<double>(uniform.in_a_row()));
+  // One line per optimizer step: a Step that applied no update (every group dropped as
+  // uniform, or every update skipped) leaves the step count where it was.
+  if (m->updates > 0) {
+    run.log->Write(line);
+    for (nlohmann::json& t : trained_lines) {
+      t["step"] = m->step;
+      run.trajectories->Write(t.dump());
+    }
+  } else if (all_uniform) {
+    std::cerr << "swarr learner: " << stage.name() << ": every group of a batch was uniform ("
+              << m->groups_dropped_uniform << " groups, rewards " << batch_lo << ".." << batch_hi
+              << "): dropped, no update (" << uniform.in_a_row() << " of at most " << uniform.max_in_a_row()
+              << " such batches in a row)\n";
+  } else {
+    std::cerr << "swarr learner: " << stage.name() << ": a batch of " << ids.size()
+              << " trajectories gave no update (" << m->groups_dropped_uniform << " uniform groups, "
+              << m->updates_skipped << " skipped updates)\n";
+  }
+  metrics_->loss.Set(m->loss);
+  metrics_->reward.Set(m->reward_mean);
+  metrics_->kl.Set(m->kl);
+  metrics_->clip_fraction.Set(m->clip_frac);
+  for (const auto& [key, value] : RlAlgorithmMetricFields(*m)) metrics_->SetRl(key, value);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (blob) {
+      versions_.Add(version, blob, std::nullopt);
+      metrics_->policy_version.Set(static_cast<double>(version));
+    }
+    step_ = m->step;
+    last_metrics_ = NumericFields(line);
+    buffer_.EndStep();
+    ChangedLocked();
+  }
+  run.idle->Progress(Clock::now());  // the time a step takes is not idle
+  if (stage.checkpoint().every_steps() > 0 && m->updates > 0 && m->step % stage.checkpoint().every_steps() == 0) {
+    SWARR_RETURN_IF_ERROR(SaveRlCheckpoint(ctx, run));
+  }
+  SWARR_RETURN_IF_ERROR(PersistState());
+  if (stage.stop().target_reward() > 0 && m->reward_mean >= stage.stop().target_reward()) {
+    *reason = "target_reward";
     return absl::OkStatus();
   }
-  if (last_saved != trainer->state().step) SWARR_RETURN_IF_ERROR(save());
-  SWARR_RETURN_IF_ERROR(CatchTorch("saving the final model", [&]() { return policy->Save(ctx.final_dir); }));
+  if (uniform.exhausted()) {
+    // What was trained so far survives the failure (a rerun resumes from it).
+    if (trainer->state().step > 0 && run.last_saved != trainer->state().step) {
+      SWARR_RETURN_IF_ERROR(SaveRlCheckpoint(ctx, run));
+    }
+    return uniform.Error(stage.name());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LearnerEngine::SaveRlCheckpoint(const StageContext& ctx, RlRun& run) {
+  TrainerState st = run.trainer->state();
+  // The trained ids up to this step are part of the checkpoint's state: a learner resuming
+  // from it cuts the log back to this count.
+  const int64_t trained_lines = trained_log_->lines();
+  st.extra_json = nlohmann::json({{"version_base", run.base},
+                                  {"stage_start_version", run.stage_start},
+                                  {"tokens_total", run.tokens_total},
+                                  {"trained_log_lines", trained_lines}})
+                      .dump();
+  SWARR_RETURN_IF_ERROR(SaveCheckpoint(ctx.checkpoints_dir, *run.policy, run.trainer->optimizer(), st,
+                                       ctx.stage.checkpoint().keep_last())
+                            .status());
+  run.last_saved = st.step;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    durable_lines_ = trained_lines;
+  }
+  // Those lines are never cut again: the log keeps only their groups (bounded memory).
+  return trained_log_->Settle(trained_lines);
+}
+
+absl::Status LearnerEngine::FinishRlStage(const StageContext& ctx, RlRun& run, const std::string& reason) {
+  const v1::Stage& stage = ctx.stage;
+  const int64_t step = run.trainer->state().step;
+  if (run.last_saved != step) SWARR_RETURN_IF_ERROR(SaveRlCheckpoint(ctx, run));
+  SWARR_RETURN_IF_ERROR(CatchTorch("saving the final model", [&]() { return run.policy->Save(ctx.final_dir); }));
   SWARR_RETURN_IF_ERROR(CopyTokenizerFiles(ctx.source_dir, ctx.final_dir));
   std::map<std::string, double> metrics;
   int64_t latest;
@@ -408,11 +447,11 @@ absl::Status LearnerEngine::RunRlStage(const StageContext& ctx, RlRun& run) {
     latest = versions_.latest();
   }
   nlohmann::json done = {{"stage", stage.name()},           {"stop_reason", reason},
-                         {"step", trainer->state().step},   {"version", latest},
+                         {"step", step},                    {"version", latest},
                          {"final_model_dir", ctx.final_dir}, {"metrics", metrics}};
   SWARR_RETURN_IF_ERROR(WriteFileAtomically(ctx.done_path, {done.dump(2)}));
-  std::cerr << "swarr learner: " << stage.name() << " stopped by " << reason << " at step "
-            << trainer->state().step << ", version " << latest << "\n";
+  std::cerr << "swarr learner: " << stage.name() << " stopped by " << reason << " at step " << step << ", version "
+            << latest << "\n";
   std::lock_guard<std::mutex> lock(mu_);
   state_ = v1::LearnerStatus::DONE;
   stop_reason_ = reason;

@@ -116,6 +116,7 @@ absl::Status Coordinator::Init() {
     metrics_->stage_index.Set(state_.stage_index);
     stage = state_.stage_index;
     finished = state_.done || stage >= p.stages_size();
+    resumed_done_ = saved.has_value() && state_.done;
     MarkDirtyLocked(true);
   }
   if (!finished) SWARR_RETURN_IF_ERROR(PrepareStage(stage));
@@ -447,8 +448,16 @@ void Coordinator::FinishPipeline() {
     result = state_.error.empty() ? absl::OkStatus() : absl::AbortedError(state_.error);
     if (!last.incarnation().empty()) learner_ = last;
   }
+  const std::string summary_path = options_.run_dir + "/summary.json";
   const std::string text = summary.dump(2) + "\n";
-  absl::Status w = WriteFileAtomically(options_.run_dir + "/summary.json", {text});
+  absl::Status w;
+  if (resumed_done_ && last.incarnation().empty() && ReadFile(summary_path).ok()) {
+    // A process restarted after the pipeline ended (the learner may have finished and exited):
+    // without a word from the learner, the summary written with its final counts stays.
+    Log(absl::StrCat("the pipeline had ended; keeping ", summary_path, " (no learner status to update it)"));
+  } else {
+    w = WriteFileAtomically(summary_path, {text});
+  }
   if (!w.ok()) {
     Log(absl::StrCat("cannot write summary.json: ", w.message()));
     if (result.ok()) result = w;

@@ -295,6 +295,8 @@ class Coordinator {
   // Loop thread only.
   Clock::time_point next_start_attempt_;
   std::string last_logged_learner_error_;
+  // state.json said the pipeline had ended already (a restart after the end). Set by Init.
+  bool resumed_done_ = false;
 
   // Serializes state.json writes (acquired before mu_).
   absl::Mutex persist_mu_;

@@ -1009,6 +1009,32 @@ TEST(CoordinatorTest, PipelineEndIsToldToTheLearnerAndEveryWorker) {
   }
 }
 
+// With --at-end exit the learner is gone after the end: a coordinator restarted then (killed
+// while waiting for the workers to hear of the end) keeps the summary written with the learner's
+// final counts instead of rewriting it without them.
+TEST(CoordinatorTest, ACoordinatorRestartedAfterTheEndKeepsTheSummaryWhenTheLearnerIsGone) {
+  LearnerServer learner;
+  const auto pipeline = Pipeline(kWorkers + "stages:\n" + TrainStage("pre"));
+  const std::string dir = TempDir();
+  {
+    auto coord = StartCoordinator(pipeline, dir, learner.address);
+    ASSERT_NE(coord, nullptr);
+    ASSERT_TRUE(WaitUntil([&] { return learner.learner.starts().size() == 1; }));
+    learner.learner.Update([](v1::LearnerStatus* s) {
+      s->set_state(v1::LearnerStatus::DONE);
+      s->set_trajectories_trained(24);
+    });
+    ASSERT_TRUE(coord->WaitForDone(absl::Seconds(kWait)));
+  }
+  EXPECT_EQ(nlohmann::json::parse(Slurp(dir + "/summary.json"))["trajectories_trained"], 24);
+  learner.learner.SetAvailable(false);  // it finished and exited
+  auto again = StartCoordinator(pipeline, dir, learner.address);
+  ASSERT_NE(again, nullptr);
+  ASSERT_TRUE(again->WaitForDone(absl::Seconds(kWait)));
+  EXPECT_TRUE(again->coordinator().result().ok());
+  EXPECT_EQ(nlohmann::json::parse(Slurp(dir + "/summary.json"))["trajectories_trained"], 24);
+}
+
 TEST(CoordinatorTest, FailedStageEndsThePipelineWithAnError) {
   LearnerServer learner;
   const auto pipeline = Pipeline(kWorkers + "stages:\n" + TrainStage("pre") + EvalStage("ev", 3, 1, false));

@@ -13,8 +13,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev
   # libraries
   nlohmann-json3-dev libutf8proc-dev libyaml-cpp-dev libxxhash-dev
-  # tests: GoogleTest, openssl (TLS certificates), a real Prometheus server and promtool
-  libgtest-dev libgmock-dev openssl prometheus
+  # tests: GoogleTest, openssl (TLS certificates), a real Prometheus server and promtool;
+  # ip, ss and iptables for the chaos test's network faults (tests/chaos/netfaults.py)
+  libgtest-dev libgmock-dev openssl prometheus iproute2 iptables
 )
 
 missing=()

@@ -108,7 +108,7 @@ class FakeLearner final : public v1::Learner::Service {
   ~FakeLearner() override { Release(); }
 
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::GetLearnerStatusRequest*, v1::LearnerStatus* out) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Learner.GetStatus"); !s.ok()) return s;
     std::unique_lock<std::mutex> l(mu_);
     ++polls_;
     cv_.notify_all();
@@ -124,7 +124,7 @@ class FakeLearner final : public v1::Learner::Service {
   }
 
   grpc::Status StartStage(grpc::ServerContext* ctx, const v1::StartStageRequest* req, v1::LearnerStatus* out) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Learner.StartStage"); !s.ok()) return s;
     std::lock_guard<std::mutex> l(mu_);
     if (!available_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "learner down");
     starts_.push_back(req->stage_index());
@@ -143,7 +143,7 @@ class FakeLearner final : public v1::Learner::Service {
   // state for every group, and the ids asked are recorded.
   grpc::Status GetGroupStates(grpc::ServerContext* ctx, const v1::GetGroupStatesRequest* req,
                               v1::GetGroupStatesResponse* out) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Learner.GetGroupStates"); !s.ok()) return s;
     std::lock_guard<std::mutex> l(mu_);
     if (group_state_ < 0) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no GetGroupStates");
     for (const auto& g : req->groups()) {
@@ -154,7 +154,7 @@ class FakeLearner final : public v1::Learner::Service {
     return grpc::Status::OK;
   }
   grpc::Status Finish(grpc::ServerContext* ctx, const v1::FinishRequest* req, v1::FinishResponse*) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Learner.Finish"); !s.ok()) return s;
     std::lock_guard<std::mutex> l(mu_);
     finishes_.push_back(*req);
     return grpc::Status::OK;

@@ -8,7 +8,7 @@
 namespace swarr {
 grpc::Status CoordinatorService::RegisterWorker(grpc::ServerContext* context, const v1::RegisterWorkerRequest* request,
                                                 v1::RegisterWorkerResponse* response) {
-  if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return s;
+  if (grpc::Status s = CheckAuth(*context, security_, "Coordinator.RegisterWorker"); !s.ok()) return s;
   auto r = coordinator_->RegisterWorker(*request);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *response = std::move(*r);
@@ -17,13 +17,15 @@ grpc::Status CoordinatorService::RegisterWorker(grpc::ServerContext* context, co
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                                            v1::HeartbeatResponse* response) {
-  if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return s;
+  if (grpc::Status s = CheckAuth(*context, security_, "Coordinator.Heartbeat"); !s.ok()) return s;
   return ToGrpcStatus(coordinator_->Heartbeat(*request, response));
 }
 
 grpc::ServerWriteReactor<v1::Assignment>* CoordinatorService::WatchAssignments(
     grpc::CallbackServerContext* context, const v1::WatchAssignmentsRequest* request) {
-  if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return AssignmentStream::Rejected(s);
+  if (grpc::Status s = CheckAuth(*context, security_, "Coordinator.WatchAssignments"); !s.ok()) {
+    return AssignmentStream::Rejected(s);
+  }
   if (request->worker_id().empty()) {
     return AssignmentStream::Rejected(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "worker_id: required"));
   }
@@ -42,13 +44,13 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorService::WatchAssignments(
 
 grpc::Status CoordinatorService::ReportEval(grpc::ServerContext* context, const v1::ReportEvalRequest* request,
                                             v1::ReportEvalResponse*) {
-  if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return s;
+  if (grpc::Status s = CheckAuth(*context, security_, "Coordinator.ReportEval"); !s.ok()) return s;
   return ToGrpcStatus(coordinator_->ReportEval(*request));
 }
 
 grpc::Status CoordinatorService::GetStatus(grpc::ServerContext* context, const v1::GetPipelineStatusRequest*,
                                            v1::PipelineStatus* response) {
-  if (grpc::Status s = CheckAuth(*context, security_); !s.ok()) return s;
+  if (grpc::Status s = CheckAuth(*context, security_, "Coordinator.GetStatus"); !s.ok()) return s;
   *response = coordinator_->GetStatus();
   return grpc::Status::OK;
 }

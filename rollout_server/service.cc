@@ -67,7 +67,7 @@ absl::Status RolloutServiceImpl::CheckGenerate(const v1::GenerateRequest& reques
 
 grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (grpc::Status auth = CheckAuth(*context, security_); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, security_, "Rollout.Generate"); !auth.ok()) return auth;
   if (absl::Status st = CheckGenerate(*request); !st.ok()) return ToGrpcStatus(st);
 
   auto state = std::make_shared<GenerateState>();
@@ -138,7 +138,7 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* context, const v1
 
 grpc::Status RolloutServiceImpl::LoadWeights(grpc::ServerContext* context, const v1::LoadWeightsRequest* request,
                                              v1::LoadWeightsResponse* response) {
-  if (grpc::Status auth = CheckAuth(*context, security_); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, security_, "Rollout.LoadWeights"); !auth.ok()) return auth;
   if (!request->latest() && request->version().version() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("version.version must be >= 0, got ", request->version().version()));
@@ -169,7 +169,7 @@ grpc::Status RolloutServiceImpl::LoadWeights(grpc::ServerContext* context, const
 
 grpc::Status RolloutServiceImpl::GetStatus(grpc::ServerContext* context, const v1::GetRolloutStatusRequest*,
                                            v1::RolloutStatus* response) {
-  if (grpc::Status auth = CheckAuth(*context, security_); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, security_, "Rollout.GetStatus"); !auth.ok()) return auth;
   const EngineStats s = engine_->Stats();
   response->set_worker_id(backend_->worker_id());
   if (s.has_weights) *response->mutable_loaded() = s.loaded;

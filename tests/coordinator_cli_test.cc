@@ -47,7 +47,7 @@ std::string GoodPipeline(const std::string& dir) {
 
 TEST(CoordinatorCliTest, MalformedConfigsAreOneLineErrorsNamingTheField) {
   const std::string dir = TempDir();
-  const std::string common = " --run-dir " + dir + "/run --learner 127.0.0.1:1";
+  const std::string common = " --run-dir " + dir + "/run --learner 127.0.0.1:1 --insecure";
   const std::string typo = WriteFile(dir + "/typo.yaml",
                                      "stages:\n  - name: a\n    rl: {prompts_per_step: lots}\n");
   ExpectUsageError("coordinator --config " + typo + common, {"typo.yaml", "stages[0].rl.prompts_per_step"});
@@ -84,7 +84,7 @@ TEST(CoordinatorCliTest, StatusOfARunningCoordinatorAndSigterm) {
     const std::string err = dir + "/coordinator.err";
     freopen(err.c_str(), "w", stderr);
     execl(cli_testing::SwarrBinary().c_str(), "swarr", "coordinator", "--config", config.c_str(), "--run-dir",
-          run.c_str(), "--learner", "127.0.0.1:1", static_cast<char*>(nullptr));
+          run.c_str(), "--learner", "127.0.0.1:1", "--insecure", static_cast<char*>(nullptr));
     _exit(127);
   }
   std::string port;
@@ -175,19 +175,19 @@ struct ThreeServices {
                                          "    eval: {greedy: true, max_new_tokens: 4}\n"
                                          "    data: {format: synthetic, synthetic_task: sum_digits, synthetic_size: 3}\n");
     const std::string run = dir + "/run";
-    learner = StartSwarr({"learner", "--run-dir", run, "--port-file", dir + "/learner.port"},
+    learner = StartSwarr({"learner", "--run-dir", run, "--port-file", dir + "/learner.port", "--insecure"},
                          dir + "/learner.log");
     if (learner == nullptr) return;
     const std::string learner_port = WaitForPort(dir + "/learner.port", learner.get());
     if (learner_port.empty()) return;
     std::vector<std::string> args = {"coordinator", "--config", config, "--run-dir", run,
-                                     "--learner", "127.0.0.1:" + learner_port};
+                                     "--learner", "127.0.0.1:" + learner_port, "--insecure"};
     args.insert(args.end(), coordinator_flags.begin(), coordinator_flags.end());
     coordinator = StartSwarr(args, dir + "/coordinator.log");
     if (coordinator == nullptr) return;
     const std::string port = WaitForPort(run + "/ports/coordinator.port", coordinator.get());
     if (port.empty()) return;
-    rollout = StartSwarr({"rollout", "--coordinator", "127.0.0.1:" + port, "--name", "r0"},
+    rollout = StartSwarr({"rollout", "--coordinator", "127.0.0.1:" + port, "--name", "r0", "--insecure"},
                          dir + "/rollout.log");
   }
 };
@@ -223,7 +223,7 @@ TEST(CoordinatorCliTest, PipelineEndWithAtEndIdleLeavesThemUpAndQuiet) {
   EXPECT_THAT(s.Log("learner"), HasSubstr("SIGTERM")) << s.Logs();
   // A bad value is a usage error naming the flag.
   ExpectUsageError("coordinator --config " + s.dir + "/end.yaml --run-dir " + s.dir + "/run2 --learner 127.0.0.1:1"
-                   " --at-end sometimes", {"--at-end", "sometimes"});
+                   " --insecure --at-end sometimes", {"--at-end", "sometimes"});
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/rpc/service_options.h"
@@ -55,11 +56,6 @@ TEST(PipelineServicesTest, MalformedConfigIsOneLineNamingTheField) {
 
 class RunningPipelineTest : public ::testing::Test {
  protected:
-  static RpcSecurity WithToken() {
-    RpcSecurity s;
-    s.token = "pipeline-test-token";
-    return s;
-  }
   template <typename Stub>
   static std::unique_ptr<typename Stub::Stub> Connect(int port) {
     auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port), RpcSecurity(), RpcLimits());
@@ -67,16 +63,20 @@ class RunningPipelineTest : public ::testing::Test {
   }
 };
 
-// 6. Bad RPCs: a missing token, out-of-vocabulary ids, an oversized message, stale and unknown
-//    versions: the right codes, and every server keeps serving; the run still completes.
+// 6. Bad RPCs: a missing token, a token of the wrong role, out-of-vocabulary ids, an oversized
+//    message, stale and unknown versions: the right codes, and every server keeps serving; the
+//    run still completes.
 TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
-  const std::string token_dir = cli_testing::TempDir();
-  ASSERT_TRUE(WriteFileAtomically(token_dir + "/token", {WithToken().token + "\n"}).ok());
   ToyPipeline p;
   p.rl_steps = 10;
-  LaunchRun run(p, 1, {"--token-file", token_dir + "/token"});
+  LaunchRun run(p, 1);  // per-role tokens made by `swarr launch` in RUN/tokens
   ASSERT_TRUE(WaitUntil([&] { return run.RlSteps() >= 4; }, 300)) << run.Log();
-  const RpcSecurity none, good = WithToken();
+  auto as = [&](const std::string& role) {
+    RpcSecurity s;
+    s.token = std::string(absl::StripAsciiWhitespace(cli_testing::Slurp(run.tokens() + "/" + role + ".token")));
+    return s;
+  };
+  const RpcSecurity none, rollout_role = as("rollout"), operator_role = as("operator");
   RpcLimits limits;
   auto learner = Connect<v1::Learner>(run.ServicePort("learner"));
   auto coordinator = Connect<v1::Coordinator>(run.ServicePort("coordinator"));
@@ -103,8 +103,17 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
     EXPECT_EQ(rollout->GetStatus(&ctx, v1::GetRolloutStatusRequest(), &rs).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
   }
-  ASSERT_TRUE(learner_status(good, &ls).ok());
+  ASSERT_TRUE(learner_status(operator_role, &ls).ok());
   const int64_t version = ls.latest().version();
+  // Per-role tokens: a rollout server's token is known but may not start a stage.
+  {
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, rollout_role, limits, 10);
+    v1::LearnerStatus out;
+    const grpc::Status s = learner->StartStage(&ctx, v1::StartStageRequest(), &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("role rollout may not call Learner.StartStage"));
+  }
 
   // A trajectory with a token id outside the tiny model's 24-token vocabulary.
   v1::PushTrajectoriesRequest push;
@@ -121,7 +130,7 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
   t->set_learner_incarnation(ls.incarnation());
   {
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 10);
+    PrepareContext(&ctx, rollout_role, limits, 10);
     v1::PushTrajectoriesResponse resp;
     const grpc::Status s = learner->PushTrajectories(&ctx, push, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -134,7 +143,7 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
   t->set_policy_version(version + 1000);
   {
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 10);
+    PrepareContext(&ctx, rollout_role, limits, 10);
     v1::PushTrajectoriesResponse resp;
     EXPECT_EQ(learner->PushTrajectories(&ctx, push, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
@@ -146,7 +155,7 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
     bt->mutable_completion_ids()->Resize(25'000'000, 100'000);
     ASSERT_GT(big.ByteSizeLong(), size_t{64} << 20);
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 30);
+    PrepareContext(&ctx, rollout_role, limits, 30);
     v1::PushTrajectoriesResponse resp;
     EXPECT_EQ(learner->PushTrajectories(&ctx, big, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
@@ -154,11 +163,11 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
   {
     v1::GetWeightsRequest req;
     req.set_version(version + 1000);
-    auto blob = FetchWeights(*learner, req, good, limits, 10);
+    auto blob = FetchWeights(*learner, req, rollout_role, limits, 10);
     EXPECT_EQ(blob.status().code(), absl::StatusCode::kNotFound) << blob.status();
     ASSERT_GE(version, 4);  // sft start, sft end, rl start, rl steps...: older ones are superseded
     req.set_version(version - 3);
-    blob = FetchWeights(*learner, req, good, limits, 10);
+    blob = FetchWeights(*learner, req, rollout_role, limits, 10);
     EXPECT_EQ(blob.status().code(), absl::StatusCode::kFailedPrecondition) << blob.status();
     req.set_latest(true);
     blob = FetchWeights(*learner, req, none, limits, 10);
@@ -175,7 +184,7 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
     g->set_num_samples(1);
     g->set_max_new_tokens(2);
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 10);
+    PrepareContext(&ctx, operator_role, limits, 10);
     auto reader = rollout->Generate(&ctx, req);
     v1::GenerateResponse r;
     while (reader->Read(&r)) {
@@ -189,15 +198,15 @@ TEST_F(RunningPipelineTest, BadRequestsGetTheRightCodesAndServersKeepServing) {
     v1::HeartbeatRequest hb;
     hb.set_worker_id("no-such-worker");
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 10);
+    PrepareContext(&ctx, rollout_role, limits, 10);
     v1::HeartbeatResponse resp;
     EXPECT_EQ(coordinator->Heartbeat(&ctx, hb, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
   }
   // Everyone still serves, and the pipeline completes.
-  ASSERT_TRUE(learner_status(good, &ls).ok());
+  ASSERT_TRUE(learner_status(operator_role, &ls).ok());
   {
     grpc::ClientContext ctx;
-    PrepareContext(&ctx, good, limits, 10);
+    PrepareContext(&ctx, operator_role, limits, 10);
     v1::RolloutStatus rs;
     EXPECT_TRUE(rollout->GetStatus(&ctx, v1::GetRolloutStatusRequest(), &rs).ok());
   }

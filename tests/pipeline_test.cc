@@ -111,7 +111,7 @@ TEST(PipelineTest, KilledRolloutServerLosesNoGroup) {
     ASSERT_EQ(kill(victim, SIGSTOP), 0);
     killed_holding_groups = WaitUntil(
         [&] {
-          const nlohmann::json w = pipeline_testing::WorkerStatus(coordinator, "rollout-0");
+          const nlohmann::json w = pipeline_testing::WorkerStatus(coordinator, "rollout-0", run.tokens());
           return w.is_object() && w.value("state", "") == "ALIVE" && w.value("assignedGroups", 0) > 0;
         },
         0.8);
@@ -143,14 +143,14 @@ TEST(PipelineTest, LateRolloutServerJoins) {
   opts.output_file = run.dir() + "/late.log";
   auto late = Subprocess::Start({cli_testing::SwarrBinary(), "rollout", "--coordinator",
                                  absl::StrCat("127.0.0.1:", coordinator), "--name", "late", "--listen",
-                                 "127.0.0.1:0", "--metrics-listen", ""},
+                                 "127.0.0.1:0", "--metrics-listen", "", "--token-dir", run.tokens()},
                                 opts);
   ASSERT_TRUE(late.ok());
   const int joined_at = run.RlSteps();
   nlohmann::json worker;
   const bool got_work = WaitUntil(
       [&] {
-        worker = pipeline_testing::WorkerStatus(coordinator, "late");
+        worker = pipeline_testing::WorkerStatus(coordinator, "late", run.tokens());
         return worker.is_object() && worker.value("finishedGroups", std::string("0")) != "0";
       },
       120);

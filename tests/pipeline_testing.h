@@ -112,11 +112,12 @@ inline int FreePort() {
   return port;
 }
 
-// The entry of worker `name` in `swarr status --json` of the coordinator on `port` (null when it
-// is not listed or the coordinator did not answer). Proto JSON: int64 fields are strings, fields
-// at their default value are left out.
-inline nlohmann::json WorkerStatus(int port, const std::string& name) {
-  const auto r = cli_testing::RunSwarr(absl::StrCat("status --json --coordinator 127.0.0.1:", port));
+// The entry of worker `name` in `swarr status --json` of the coordinator on `port`, asked with
+// the operator token of `token_dir` (null when it is not listed or the coordinator did not
+// answer). Proto JSON: int64 fields are strings, fields at their default value are left out.
+inline nlohmann::json WorkerStatus(int port, const std::string& name, const std::string& token_dir) {
+  const auto r =
+      cli_testing::RunSwarr(absl::StrCat("status --json --coordinator 127.0.0.1:", port, " --token-dir ", token_dir));
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   if (j.is_discarded() || !j.contains("workers")) return nullptr;
   for (const auto& w : j["workers"]) {
@@ -152,6 +153,8 @@ class LaunchRun {
 
   const std::string& dir() const { return dir_; }
   std::string run() const { return dir_ + "/run"; }
+  // The per-role tokens `swarr launch` made for the run (RUN/tokens/<role>.token).
+  std::string tokens() const { return run() + "/tokens"; }
   Subprocess& proc() { return *proc_; }
   std::string Log() const { return cli_testing::Slurp(dir_ + "/launch.log"); }
 

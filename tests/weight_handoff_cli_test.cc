@@ -31,7 +31,7 @@ class WeightHandoffCliTest : public ::testing::Test {
   void SetUp() override {
     dir_ = cli_testing::TempDir();
     auto p = Subprocess::Start({cli_testing::SwarrBinary(), "learner", "--run-dir", dir_ + "/run", "--port-file",
-                                dir_ + "/learner.port", "--metrics-listen", ""},
+                                dir_ + "/learner.port", "--metrics-listen", "", "--insecure"},
                                {});
     ASSERT_TRUE(p.ok()) << p.status();
     learner_ = *std::move(p);

@@ -1,7 +1,8 @@
 // swarr coordinator --config PIPELINE.yaml --run-dir D --learner ADDR [service flags]: runs the
 // pipeline's coordinator until the pipeline ends (exit 0, or 1 when a stage failed) or SIGTERM /
 // SIGINT (state saved, exit 0).
-// swarr status --coordinator ADDR [--token-file F] [--tls-ca F] [--json]: where a pipeline is.
+// swarr status --coordinator ADDR [--token-file F | --token-dir D] [--tls-ca F] [--json]: where a
+// pipeline is.
 #include <csignal>
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include "proto/swarr/v1/coordinator.grpc.pb.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/security_flags.h"
 
 namespace swarr {
 namespace {
@@ -27,15 +29,16 @@ namespace {
 constexpr char kCoordinatorUsage[] =
     "usage: swarr coordinator --config PIPELINE.yaml --run-dir DIR --learner HOST:PORT\n"
     "         [--listen HOST:PORT] [--port-file F] [--metrics-listen HOST:PORT] [--metrics-port-file F]\n"
-    "         [--token-file F] [--tls-cert F --tls-key F] [--tls-ca F] [--at-end exit|idle]\n"
+    "         (--token-dir D | --insecure) [--tls-cert F --tls-key F] [--tls-ca F] [--at-end exit|idle]\n"
     "--at-end: when the pipeline ends, the learner and the rollout servers exit 0 (exit, the default)\n"
     "or stay up idle until stopped (idle); docs/deploy.md \"How a run ends\".\n"
     "Runs the pipeline's stages (docs/services.md, docs/coordinator.md). Without --port-file /\n"
     "--metrics-port-file the bound ports go to DIR/ports/coordinator.port / .metrics.port.\n";
 
 constexpr char kStatusUsage[] =
-    "usage: swarr status --coordinator HOST:PORT [--token-file F] [--tls-ca F] [--tls-cert F --tls-key F]\n"
-    "         [--json]\n";
+    "usage: swarr status --coordinator HOST:PORT [--token-file F | --token-dir D] [--tls-ca F]\n"
+    "         [--tls-cert F --tls-key F] [--json]\n"
+    "--token-file F (or env SWARR_TOKEN): the token sent; --token-dir D: D/operator.token.\n";
 
 std::atomic<int> g_signal{0};
 
@@ -52,12 +55,12 @@ std::string BaseNameWithoutExtension(const std::string& path) {
 
 int RunCoordinator(const std::vector<std::string>& argv) {
   auto args = Args::Parse(argv,
-                          {"config", "run-dir", "learner", "listen", "port-file", "metrics-listen", "metrics-port-file",
-                           "token-file", "tls-cert", "tls-key", "tls-ca", "at-end"},
-                          {"help"});
+                          WithServiceSecurityFlags({"config", "run-dir", "learner", "listen", "port-file",
+                                                    "metrics-listen", "metrics-port-file", "at-end"}),
+                          {"help", kInsecureFlag});
   if (!args.ok()) return FailWithStatus(args.status());
   if (args->Has("help")) {
-    std::cout << kCoordinatorUsage;
+    std::cout << kCoordinatorUsage << kServiceSecurityUsage;
     return 0;
   }
   auto config = args->Required("config");
@@ -74,8 +77,7 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   }
   if (pipeline.name().empty()) pipeline.set_name(BaseNameWithoutExtension(*config));
 
-  auto security = LoadRpcSecurity(args->Optional("token-file").value_or(""), args->Optional("tls-cert").value_or(""),
-                                  args->Optional("tls-key").value_or(""), args->Optional("tls-ca").value_or(""));
+  auto security = ServiceSecurityFromArgs(*args, Role::kCoordinator);
   if (!security.ok()) return FailWithStatus(security.status());
 
   CoordinatorServerOptions opts;
@@ -139,7 +141,7 @@ int RunCoordinator(const std::vector<std::string>& argv) {
 }
 
 int RunStatus(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, {"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json", "help"});
+  auto args = Args::Parse(argv, WithClientSecurityFlags({"coordinator"}), {"json", "help"});
   if (!args.ok()) return FailWithStatus(args.status());
   if (args->Has("help")) {
     std::cout << kStatusUsage;
@@ -147,8 +149,7 @@ int RunStatus(const std::vector<std::string>& argv) {
   }
   auto address = args->Required("coordinator");
   if (!address.ok()) return FailWithStatus(address.status());
-  auto security = LoadRpcSecurity(args->Optional("token-file").value_or(""), args->Optional("tls-cert").value_or(""),
-                                  args->Optional("tls-key").value_or(""), args->Optional("tls-ca").value_or(""));
+  auto security = ClientSecurityFromArgs(*args);
   if (!security.ok()) return FailWithStatus(security.status());
   RpcLimits limits;
   auto channel = MakeChannel(*address, *security, limits);

@@ -22,6 +22,7 @@
 #include "rollout_server/weights_ipc.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/security_flags.h"
 
 namespace swarr {
 namespace {
@@ -29,7 +30,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: swarr fetch-weights --learner HOST:PORT [--version N (default: the latest)]\n"
     "         [--device cpu|cuda[:N] (cpu)] [--path grpc|ipc|both (both)] [--repeat K (1)]\n"
-    "         [--token-file F] [--tls-ca F]\n"
+    "         [--token-file F | --token-dir D (D/operator.token)] [--tls-ca F] [--tls-cert F --tls-key F]\n"
     "Times weight loads from a running learner by each path; one JSON line per load.\n";
 
 double Since(std::chrono::steady_clock::time_point t) {
@@ -54,8 +55,8 @@ absl::StatusOr<int64_t> LoadOverGrpc(v1::Learner::StubInterface& stub, const v1:
 }
 
 absl::Status FetchWeightsCommand(const std::vector<std::string>& argv) {
-  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"learner", "version", "device", "path", "repeat", "token-file",
-                                                       "tls-ca"},
+  SWARR_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithClientSecurityFlags({"learner", "version", "device", "path",
+                                                                              "repeat"}),
                                                 {"help"}));
   if (args.Has("help")) {
     std::cout << kUsage;
@@ -72,9 +73,7 @@ absl::Status FetchWeightsCommand(const std::vector<std::string>& argv) {
   if (repeat.has_value() && (*repeat < 1 || *repeat > 100)) {
     return absl::InvalidArgumentError(absl::StrCat("--repeat must be in [1, 100], got ", *repeat));
   }
-  SWARR_ASSIGN_OR_RETURN(RpcSecurity security,
-                         LoadRpcSecurity(args.Optional("token-file").value_or(""), "", "",
-                                         args.Optional("tls-ca").value_or("")));
+  SWARR_ASSIGN_OR_RETURN(RpcSecurity security, ClientSecurityFromArgs(args));
   RpcLimits limits;
   limits.max_message_bytes = int64_t{1} << 30;
   SWARR_ASSIGN_OR_RETURN(auto channel, MakeChannel(learner, security, limits));

@@ -308,18 +308,41 @@ int LaunchPipeline(const LaunchOptions& options) {
   for (const char* sub : {"", "/ports", "/logs", "/pids"}) {
     if (absl::Status s = MakeDirs(run_dir + sub); !s.ok()) return FailWithStatus(s);
   }
-  // The progress display calls the coordinator with the same credentials as the services.
-  std::string token_file, tls_cert, tls_key, tls_ca;
-  for (size_t i = 0; i + 1 < options.security_flags.size(); i += 2) {
-    const std::string& f = options.security_flags[i];
-    const std::string& v = options.security_flags[i + 1];
-    if (f == "--token-file") token_file = v;
+  // Tokens: the services' --token-dir (made here unless given) or --insecure.
+  std::vector<std::string> sec = options.tls_flags;
+  std::string token_dir;
+  if (options.insecure) {
+    if (!options.token_dir.empty()) {
+      return FailWithStatus(
+          absl::InvalidArgumentError("--insecure and --token-dir contradict each other: give one of them"));
+    }
+    sec.push_back("--insecure");
+  } else {
+    token_dir = options.token_dir;
+    if (token_dir.empty()) {
+      token_dir = run_dir + "/tokens";
+      if (absl::Status s = WriteRoleTokens(token_dir); !s.ok()) return FailWithStatus(s);
+    }
+    // Checked here, so that a bad directory is one line before any process starts.
+    if (auto tokens = LoadRoleTokens(token_dir); !tokens.ok()) return FailWithStatus(tokens.status());
+    sec.insert(sec.end(), {"--token-dir", token_dir});
+  }
+  // The progress display calls the coordinator as an operator, with the services' TLS settings.
+  std::string tls_cert, tls_key, tls_ca;
+  for (size_t i = 0; i + 1 < options.tls_flags.size(); i += 2) {
+    const std::string& f = options.tls_flags[i];
+    const std::string& v = options.tls_flags[i + 1];
     if (f == "--tls-cert") tls_cert = v;
     if (f == "--tls-key") tls_key = v;
     if (f == "--tls-ca") tls_ca = v;
   }
-  auto security = LoadRpcSecurity(token_file, tls_cert, tls_key, tls_ca);
+  std::string operator_token;
+  if (!token_dir.empty() && access((token_dir + "/operator.token").c_str(), F_OK) == 0) {
+    operator_token = token_dir + "/operator.token";
+  }
+  auto security = LoadRpcSecurity(operator_token, tls_cert, tls_key, tls_ca);
   if (!security.ok()) return FailWithStatus(security.status());
+  if (operator_token.empty()) security->token.clear();  // not SWARR_TOKEN: nothing, as the services were told
 
   // Every service is its own process: one LibTorch/OpenMP thread each unless the user says
   // otherwise (threads that outnumber the cores spin against each other: 2-7x slower on 2 cores).
@@ -331,7 +354,6 @@ int LaunchPipeline(const LaunchOptions& options) {
   sigaction(SIGTERM, &sa, nullptr);
 
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<std::string>& sec = options.security_flags;
   Service learner{"learner", {"learner", "--run-dir", run_dir}, run_dir};
   learner.base_args.insert(learner.base_args.end(), sec.begin(), sec.end());
   Service coordinator{"coordinator", {"coordinator", "--config", options.config_path, "--run-dir", run_dir}, run_dir};
@@ -362,7 +384,8 @@ int LaunchPipeline(const LaunchOptions& options) {
   launcher.log().Own(absl::StrCat("placement: ", placement->Describe()));
   launcher.log().Own(absl::StrCat("coordinator 127.0.0.1:", coordinator.port, ", learner 127.0.0.1:", learner.port,
                                   ", ", options.rollouts, " rollout server(s); logs in ", run_dir,
-                                  "/logs; status: swarr status --coordinator 127.0.0.1:", coordinator.port));
+                                  "/logs; status: swarr status --coordinator 127.0.0.1:", coordinator.port,
+                                  token_dir.empty() ? "" : " --token-dir " + token_dir));
   std::unique_ptr<ProgressLine> progress;
   if (!options.echo_logs) progress = std::make_unique<ProgressLine>(coordinator.port, *security);
   auto last_progress = std::chrono::steady_clock::now() - std::chrono::seconds(10);
@@ -415,15 +438,17 @@ int LaunchPipeline(const LaunchOptions& options) {
 
 int RunLaunch(const std::vector<std::string>& argv) {
   auto args = Args::Parse(argv,
-                          {"config", "run-dir", "rollouts", "token-file", "tls-cert", "tls-key", "tls-ca",
-                           "max-restarts", "rollout-device", "rollout-devices"},
-                          {"help", "quiet"});
+                          {"config", "run-dir", "rollouts", "token-dir", "token-file", "tls-cert", "tls-key",
+                           "tls-ca", "max-restarts", "rollout-device", "rollout-devices"},
+                          {"help", "quiet", "insecure"});
   if (!args.ok()) return FailWithStatus(args.status());
   if (args->Has("help")) {
     std::cout << "usage: swarr launch --config PIPELINE.yaml --run-dir DIR [--rollouts N (2)]\n"
                  "         [--max-restarts K (3)] [--rollout-devices LIST] [--quiet]\n"
-                 "         [--token-file F] [--tls-cert F --tls-key F] [--tls-ca F]\n"
+                 "         [--token-dir D | --insecure] [--tls-cert F --tls-key F] [--tls-ca F]\n"
                  "  --quiet: service logs only in DIR/logs/, a progress line instead\n"
+                 "  --token-dir D: per-role tokens D/<role>.token for the services (default: random ones\n"
+                 "    made in DIR/tokens, mode 0600); --insecure: the services take calls without tokens\n"
                  "  --rollout-devices: rollout i runs on the i-th device, cycling (cpu, cuda, cuda:N, ranges\n"
                  "    cuda:A..B, comma-separated; --rollout-device is the same); default: the config's\n"
                  "    placement.rollouts, else cpu. The learner's device: placement.learner or each stage's\n"
@@ -449,8 +474,15 @@ int RunLaunch(const std::vector<std::string>& argv) {
   opts.max_restarts = static_cast<int>(max_restarts->value_or(3));
   opts.rollout_devices = args->Optional("rollout-devices").value_or(args->Optional("rollout-device").value_or(""));
   opts.echo_logs = !args->Has("quiet");
-  for (const char* flag : {"token-file", "tls-cert", "tls-key", "tls-ca"}) {
-    if (auto v = args->Optional(flag)) opts.security_flags.insert(opts.security_flags.end(), {std::string("--") + flag, *v});
+  if (args->Has("token-file")) {
+    return FailWithStatus(absl::InvalidArgumentError(
+        "--token-file: the services take per-role tokens now: --token-dir DIR with DIR/<role>.token files (rollout, "
+        "learner, coordinator, operator), or nothing (random ones are made in RUN_DIR/tokens), or --insecure"));
+  }
+  opts.token_dir = args->Optional("token-dir").value_or("");
+  opts.insecure = args->Has("insecure");
+  for (const char* flag : {"tls-cert", "tls-key", "tls-ca"}) {
+    if (auto v = args->Optional(flag)) opts.tls_flags.insert(opts.tls_flags.end(), {std::string("--") + flag, *v});
   }
   return LaunchPipeline(opts);
 }

@@ -18,13 +18,14 @@
 #include "learner/service/learner_service.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/security_flags.h"
 
 namespace swarr {
 namespace {
 
 constexpr char kUsage[] =
     "usage: swarr learner --run-dir DIR [--listen HOST:PORT] [--port-file FILE]\n"
-    "         [--metrics-listen HOST:PORT] [--metrics-port-file FILE] [--token-file FILE]\n"
+    "         [--metrics-listen HOST:PORT] [--metrics-port-file FILE] (--token-dir DIR | --insecure)\n"
     "         [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--max-message-bytes N]\n"
     "         [--max-weight-streams N (2): GetWeights streams served at once, the rest wait in order]\n"
     "Serves swarr.v1.Learner (default 127.0.0.1:0) and /metrics (default 127.0.0.1:0; \"\" = off)\n"
@@ -66,22 +67,19 @@ int WaitForSignal() {
 absl::Status Learner(const std::vector<std::string>& argv) {
   SWARR_ASSIGN_OR_RETURN(Args args,
                          Args::Parse(argv,
-                                     {"run-dir", "listen", "port-file", "metrics-listen", "metrics-port-file",
-                                      "token-file", "tls-cert", "tls-key", "tls-ca", "max-message-bytes",
-                                      "max-weight-streams"},
-                                     {"help"}));
+                                     WithServiceSecurityFlags({"run-dir", "listen", "port-file", "metrics-listen",
+                                                               "metrics-port-file", "max-message-bytes",
+                                                               "max-weight-streams"}),
+                                     {"help", kInsecureFlag}));
   if (args.Has("help")) {
-    std::cout << kUsage;
+    std::cout << kUsage << kServiceSecurityUsage;
     return absl::OkStatus();
   }
   LearnerServiceOptions opts;
   SWARR_ASSIGN_OR_RETURN(opts.run_dir, args.Required("run-dir"));
   opts.listen = args.Optional("listen").value_or("127.0.0.1:0");
   opts.port_file = args.Optional("port-file").value_or("");
-  SWARR_ASSIGN_OR_RETURN(opts.security, LoadRpcSecurity(args.Optional("token-file").value_or(""),
-                                                        args.Optional("tls-cert").value_or(""),
-                                                        args.Optional("tls-key").value_or(""),
-                                                        args.Optional("tls-ca").value_or("")));
+  SWARR_ASSIGN_OR_RETURN(opts.security, ServiceSecurityFromArgs(args, Role::kLearner));
   SWARR_ASSIGN_OR_RETURN(std::optional<int64_t> max_bytes, args.Int("max-message-bytes"));
   if (max_bytes.has_value()) {
     if (*max_bytes <= 0)

@@ -12,6 +12,7 @@
 #include "rollout_server/rollout_server.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/security_flags.h"
 
 namespace swarr {
 namespace {
@@ -29,9 +30,7 @@ constexpr char kRolloutUsage[] =
     "  --device cpu|cuda[:N]    where the model runs (default cpu); --dtype float32|bfloat16|float16\n"
     "  --memory-gib G           cap this server's GPU memory at G GiB (a GPU shared with other services)\n"
     "  --learner HOST:PORT      the learner (default: the address the coordinator gives);\n"
-    "                           without --coordinator: standalone (Rollout service only)\n"
-    "  --token-file FILE        bearer token (or env SWARR_TOKEN)\n"
-    "  --tls-cert/--tls-key/--tls-ca FILE  TLS / mTLS\n";
+    "                           without --coordinator: standalone (Rollout service only)\n";
 
 int g_signal_pipe[2] = {-1, -1};
 
@@ -43,10 +42,10 @@ void OnSignal(int sig) {
 absl::StatusOr<RolloutServerOptions> ParseFlags(const std::vector<std::string>& argv) {
   SWARR_ASSIGN_OR_RETURN(
       Args args, Args::Parse(argv,
-                             {"coordinator", "learner", "name", "listen", "port-file", "metrics-listen",
-                              "metrics-port-file", "max-sequences", "max-tokens", "drain-seconds", "device", "dtype", "memory-gib",
-                              "token-file", "tls-cert", "tls-key", "tls-ca"},
-                             {}));
+                             WithServiceSecurityFlags({"coordinator", "learner", "name", "listen", "port-file",
+                                                       "metrics-listen", "metrics-port-file", "max-sequences",
+                                                       "max-tokens", "drain-seconds", "device", "dtype", "memory-gib"}),
+                             {kInsecureFlag}));
   RolloutServerOptions o;
   o.coordinator_address = args.Optional("coordinator").value_or("");
   o.learner_address = args.Optional("learner").value_or("");
@@ -74,10 +73,7 @@ absl::StatusOr<RolloutServerOptions> ParseFlags(const std::vector<std::string>& 
   if (!o.dtype.empty() && o.dtype != "float32" && o.dtype != "bfloat16" && o.dtype != "float16") {
     return absl::InvalidArgumentError(absl::StrCat("--dtype: '", o.dtype, "' (float32, bfloat16, float16)"));
   }
-  SWARR_ASSIGN_OR_RETURN(o.security, LoadRpcSecurity(args.Optional("token-file").value_or(""),
-                                                     args.Optional("tls-cert").value_or(""),
-                                                     args.Optional("tls-key").value_or(""),
-                                                     args.Optional("tls-ca").value_or("")));
+  SWARR_ASSIGN_OR_RETURN(o.security, ServiceSecurityFromArgs(args, Role::kRollout));
   return o;
 }
 
@@ -86,7 +82,7 @@ absl::StatusOr<RolloutServerOptions> ParseFlags(const std::vector<std::string>& 
 int RunRollout(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "--help" || a == "-h") {
-      std::cout << kRolloutUsage;
+      std::cout << kRolloutUsage << kServiceSecurityUsage;
       return 0;
     }
   }

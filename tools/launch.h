@@ -17,8 +17,14 @@ struct LaunchOptions {
   // Rollout devices, a comma list with ranges ("cuda:1..3"); "" = the config's placement.rollouts
   // (common/config/placement.h), else cpu.
   std::string rollout_devices;
-  // --token-file / --tls-* flags passed to every service, as "--flag", "value" pairs.
-  std::vector<std::string> security_flags;
+  // Per-role tokens (docs/deploy.md "Security"), given to every service as --token-dir:
+  // "" = RUN_DIR/tokens, where random ones are made (mode 0600) unless they exist already (a
+  // resumed run keeps its tokens). The progress display sends DIR/operator.token.
+  std::string token_dir;
+  // Every service --insecure (no tokens made or sent). Not with token_dir.
+  bool insecure = false;
+  // --tls-cert / --tls-key / --tls-ca flags passed to every service, as "--flag", "value" pairs.
+  std::vector<std::string> tls_flags;
   // true: every service's output on stdout, prefixed "[name] ". false: only to
   // RUN_DIR/logs/<name>.log, with a one-line progress display (stage, step, reward) instead.
   bool echo_logs = true;

@@ -174,7 +174,8 @@ def main():
             port = read_port(run, "learner.port")
             r = subprocess.run([a.swarr, "fetch-weights", "--learner", "127.0.0.1:%d" % port, "--device",
                                 "cuda:0" if a.device != "cpu" else "cpu", "--path",
-                                "both" if a.device != "cpu" else "grpc", "--repeat", "3"],
+                                "both" if a.device != "cpu" else "grpc", "--repeat", "3",
+                                "--token-dir", os.path.join(run, "tokens")],
                                capture_output=True, text=True, timeout=300)
             fetch = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
             open(os.path.join(a.out, "fetch_weights.jsonl"), "w").write(r.stdout + r.stderr)

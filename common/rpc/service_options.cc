@@ -1,9 +1,16 @@
 #include "common/rpc/service_options.h"
 
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -13,6 +20,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/util/file.h"
 #include "common/util/status_macros.h"
 
@@ -43,7 +51,72 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+std::string TokenPath(const std::string& dir, Role role) { return absl::StrCat(dir, "/", RoleName(role), ".token"); }
+
+std::string RoleList(const std::vector<Role>& roles) {
+  return absl::StrJoin(roles, ", ", [](std::string* out, Role r) { out->append(RoleName(r)); });
+}
+
 }  // namespace
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kRollout:
+      return "rollout";
+    case Role::kLearner:
+      return "learner";
+    case Role::kCoordinator:
+      return "coordinator";
+    case Role::kOperator:
+      return "operator";
+  }
+  return "?";
+}
+
+absl::StatusOr<Role> ParseRole(absl::string_view name) {
+  for (Role r : kAllRoles) {
+    if (name == RoleName(r)) return r;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown role '", name, "' (rollout, learner, coordinator, operator)"));
+}
+
+const std::vector<RpcRule>& AccessTable() {
+  using R = Role;
+  static const auto* table = new std::vector<RpcRule>{
+      // Coordinator: the worker session is the rollout servers'; status is for operators.
+      {"Coordinator.RegisterWorker", {R::kRollout}},
+      {"Coordinator.Heartbeat", {R::kRollout}},
+      {"Coordinator.WatchAssignments", {R::kRollout}},
+      {"Coordinator.ReportEval", {R::kRollout}},
+      {"Coordinator.GetStatus", {R::kOperator}},
+      // Learner: trajectories in and weights out for rollout servers; the stage machinery for
+      // the coordinator; weights and status readable by operators.
+      {"Learner.PushTrajectories", {R::kRollout}},
+      {"Learner.GetWeights", {R::kRollout, R::kOperator}},
+      {"Learner.GetWeightsIpc", {R::kRollout, R::kOperator}},
+      {"Learner.GetStatus", {R::kCoordinator, R::kOperator}},
+      {"Learner.StartStage", {R::kCoordinator}},
+      {"Learner.GetGroupStates", {R::kCoordinator}},
+      {"Learner.Finish", {R::kCoordinator}},
+      // Rollout: driven by the coordinator or an operator.
+      {"Rollout.Generate", {R::kCoordinator, R::kOperator}},
+      {"Rollout.LoadWeights", {R::kCoordinator, R::kOperator}},
+      {"Rollout.GetStatus", {R::kCoordinator, R::kOperator}},
+  };
+  return *table;
+}
+
+const std::vector<Role>* AllowedRoles(absl::string_view rpc) {
+  for (const RpcRule& rule : AccessTable()) {
+    if (rpc == rule.rpc) return &rule.roles;
+  }
+  return nullptr;
+}
+
+bool RpcSecurity::has_role_tokens() const {
+  return std::any_of(role_tokens.begin(), role_tokens.end(), [](const std::string& t) { return !t.empty(); });
+}
 
 RpcLimits RpcLimitsFromSettings(const v1::RpcSettings& settings) {
   RpcLimits limits;
@@ -124,16 +197,134 @@ absl::StatusOr<RpcSecurity> LoadRpcSecurity(const std::string& token_file, const
   return s;
 }
 
-grpc::Status CheckAuth(const grpc::ServerContextBase& context, const RpcSecurity& security) {
-  if (security.token.empty()) return grpc::Status::OK;
+absl::StatusOr<std::array<std::string, kNumRoles>> LoadRoleTokens(const std::string& dir) {
+  std::array<std::string, kNumRoles> tokens;
+  bool any = false;
+  for (Role role : kAllRoles) {
+    const std::string path = TokenPath(dir, role);
+    if (access(path.c_str(), F_OK) != 0) continue;
+    auto text = ReadFile(path);
+    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("--token-dir: ", text.status().message()));
+    std::string token(absl::StripAsciiWhitespace(*text));
+    if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-dir: ", path, " is empty"));
+    for (Role other : kAllRoles) {
+      if (tokens[static_cast<int>(other)] == token) {
+        return absl::InvalidArgumentError(absl::StrCat("--token-dir: ", path, " holds the same token as ",
+                                                       TokenPath(dir, other), " (each role needs its own)"));
+      }
+    }
+    tokens[static_cast<int>(role)] = std::move(token);
+    any = true;
+  }
+  if (!any) {
+    return absl::NotFoundError(absl::StrCat("--token-dir: ", dir,
+                                            " holds none of rollout.token, learner.token, coordinator.token, "
+                                            "operator.token"));
+  }
+  return tokens;
+}
+
+absl::Status WriteRoleTokens(const std::string& dir) {
+  SWARR_RETURN_IF_ERROR(MakeDirs(dir));
+  if (chmod(dir.c_str(), 0700) != 0) {
+    return absl::InternalError(absl::StrCat("chmod 0700 ", dir, ": ", std::strerror(errno)));
+  }
+  for (Role role : kAllRoles) {
+    const std::string path = TokenPath(dir, role);
+    if (access(path.c_str(), F_OK) == 0) continue;
+    unsigned char bytes[32];
+    size_t got = 0;
+    while (got < sizeof(bytes)) {
+      const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+      got += static_cast<size_t>(n);
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string text;
+    for (unsigned char b : bytes) {
+      text.push_back(kHex[b >> 4]);
+      text.push_back(kHex[b & 15]);
+    }
+    text.push_back('\n');
+    // Written to a private temporary file, then renamed: the token is never readable by others.
+    const std::string tmp = path + ".tmp";
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+    const bool written =
+        fchmod(fd, 0600) == 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const bool closed = close(fd) == 0;
+    if (!written || !closed || rename(tmp.c_str(), path.c_str()) != 0) {
+      unlink(tmp.c_str());
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RpcSecurity> LoadServiceSecurity(Role self, const ServiceSecurityFlags& flags) {
+  SWARR_ASSIGN_OR_RETURN(RpcSecurity s, LoadRpcSecurity("", flags.tls_cert, flags.tls_key, flags.tls_ca));
+  s.token.clear();  // never SWARR_TOKEN: a service's token is its role's, from the directory
+  if (flags.insecure) {
+    if (!flags.token_dir.empty()) {
+      return absl::InvalidArgumentError("--insecure and --token-dir contradict each other: give one of them");
+    }
+    return s;
+  }
+  std::string dir = flags.token_dir;
+  if (dir.empty()) {
+    if (const char* env = std::getenv("SWARR_TOKEN_DIR"); env != nullptr) dir = env;
+  }
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        RoleName(self),
+        ": will not start without tokens: give --token-dir DIR (or the environment variable SWARR_TOKEN_DIR) "
+        "holding DIR/<role>.token files (rollout, learner, coordinator, operator), or --insecure to accept "
+        "calls from anyone (docs/deploy.md \"Security\")"));
+  }
+  SWARR_ASSIGN_OR_RETURN(s.role_tokens, LoadRoleTokens(dir));
+  s.token = s.role_tokens[static_cast<int>(self)];
+  if (s.token.empty() && (self == Role::kRollout || self == Role::kCoordinator)) {
+    return absl::InvalidArgumentError(absl::StrCat("--token-dir: ", TokenPath(dir, self), " is missing (a ",
+                                                   RoleName(self), " sends it on its calls to other services)"));
+  }
+  return s;
+}
+
+grpc::Status CheckAuth(const grpc::ServerContextBase& context, const RpcSecurity& security, absl::string_view rpc) {
+  if (security.open()) return grpc::Status::OK;
   const auto& md = context.client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata");
   }
   const std::string got(it->second.data(), it->second.size());
-  if (!ConstantTimeEquals(got, "Bearer " + security.token)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong bearer token");
+  const std::vector<Role>* allowed = AllowedRoles(rpc);
+  if (!security.has_role_tokens()) {
+    // One shared token, accepted as every role.
+    if (!ConstantTimeEquals(got, "Bearer " + security.token)) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown bearer token");
+    }
+    if (allowed == nullptr) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, absl::StrCat("no access rule for ", rpc));
+    }
+    return grpc::Status::OK;
+  }
+  // Every accepted token is compared (no early exit: the time does not tell which matched).
+  int matched = -1;
+  for (int i = 0; i < kNumRoles; ++i) {
+    const std::string& t = security.role_tokens[static_cast<size_t>(i)];
+    if (!t.empty() && ConstantTimeEquals(got, "Bearer " + t)) matched = i;
+  }
+  if (matched < 0) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown bearer token");
+  const Role role = static_cast<Role>(matched);
+  if (allowed == nullptr) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, absl::StrCat("no access rule for ", rpc));
+  }
+  if (std::find(allowed->begin(), allowed->end(), role) == allowed->end()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("role ", RoleName(role), " may not call ", rpc, " (allowed: ", RoleList(*allowed),
+                                     ")"));
   }
   return grpc::Status::OK;
 }

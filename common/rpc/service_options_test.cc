@@ -1,15 +1,20 @@
-// StartServer / MakeChannel / CheckAuth on real servers over loopback: bearer tokens, TLS and
-// mTLS (certificates made by the openssl command line), message size limits, keepalive (a
-// server in a child process of this binary, stopped with SIGSTOP).
+// StartServer / MakeChannel / CheckAuth on real servers over loopback: bearer tokens (one
+// shared, and per role against the access table), TLS and mTLS (certificates made by the
+// openssl command line), message size limits, keepalive (a server in a child process of this
+// binary, stopped with SIGSTOP). The role table, token directories and the services' security
+// flags (LoadServiceSecurity).
 #include "common/rpc/service_options.h"
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -19,7 +24,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/util/file.h"
 #include "common/util/subprocess.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/swarr/v1/coordinator.grpc.pb.h"
+#include "proto/swarr/v1/learner.grpc.pb.h"
 #include "proto/swarr/v1/rollout.grpc.pb.h"
 
 namespace swarr {
@@ -31,14 +39,18 @@ class FakeRollout final : public v1::Rollout::Service {
   explicit FakeRollout(RpcSecurity security) : security_(std::move(security)) {}
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::GetRolloutStatusRequest*,
                          v1::RolloutStatus* out) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Rollout.GetStatus"); !s.ok()) return s;
     out->set_worker_id("w-1");
     return grpc::Status::OK;
   }
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateResponse>*) override {
-    if (grpc::Status s = CheckAuth(*ctx, security_); !s.ok()) return s;
+    if (grpc::Status s = CheckAuth(*ctx, security_, "Rollout.Generate"); !s.ok()) return s;
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("groups: ", req->groups_size()));
+  }
+  // Checked against an RPC name the access table does not have.
+  grpc::Status LoadWeights(grpc::ServerContext* ctx, const v1::LoadWeightsRequest*, v1::LoadWeightsResponse*) override {
+    return CheckAuth(*ctx, security_, "Rollout.NoSuchRpc");
   }
 
  private:
@@ -71,6 +83,226 @@ TEST(ServiceOptionsTest, BearerTokenIsRequiredWhenSet) {
   EXPECT_EQ(CallStatus(addr, wrong, limits).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(CallStatus(addr, right, limits).ok());
   server->server->Shutdown();
+}
+
+using ::testing::HasSubstr;
+
+// Every RPC of the three services has a rule naming at least one role, and no RPC has two.
+TEST(AccessTableTest, EveryRpcOfTheServicesHasOneRule) {
+  std::set<std::string> seen;
+  for (const RpcRule& rule : AccessTable()) {
+    EXPECT_TRUE(seen.insert(rule.rpc).second) << "two rules for " << rule.rpc;
+    EXPECT_FALSE(rule.roles.empty()) << rule.rpc;
+  }
+  int methods = 0;
+  for (const google::protobuf::ServiceDescriptor* service :
+       {v1::RegisterWorkerRequest::descriptor()->file()->FindServiceByName("Coordinator"),
+        v1::LearnerStatus::descriptor()->file()->FindServiceByName("Learner"),
+        v1::RolloutStatus::descriptor()->file()->FindServiceByName("Rollout")}) {
+    ASSERT_NE(service, nullptr);
+    for (int i = 0; i < service->method_count(); ++i, ++methods) {
+      const std::string rpc = absl::StrCat(service->name(), ".", service->method(i)->name());
+      EXPECT_NE(AllowedRoles(rpc), nullptr) << rpc << " has no rule in AccessTable() (common/rpc/service_options.cc)";
+    }
+  }
+  EXPECT_GE(methods, 14);
+  EXPECT_EQ(AllowedRoles("Learner.NoSuchRpc"), nullptr);
+}
+
+TEST(AccessTableTest, TheRulesThatMatter) {
+  auto allows = [](const char* rpc, Role role) {
+    const std::vector<Role>* roles = AllowedRoles(rpc);
+    return roles != nullptr && std::find(roles->begin(), roles->end(), role) != roles->end();
+  };
+  // The stage machinery is the coordinator's alone.
+  EXPECT_TRUE(allows("Learner.StartStage", Role::kCoordinator));
+  for (Role r : {Role::kRollout, Role::kLearner, Role::kOperator}) {
+    EXPECT_FALSE(allows("Learner.StartStage", r)) << RoleName(r);
+    EXPECT_FALSE(allows("Learner.GetGroupStates", r)) << RoleName(r);
+  }
+  // Training data comes from rollout servers only.
+  EXPECT_TRUE(allows("Learner.PushTrajectories", Role::kRollout));
+  EXPECT_FALSE(allows("Learner.PushTrajectories", Role::kOperator));
+  EXPECT_FALSE(allows("Learner.PushTrajectories", Role::kCoordinator));
+  EXPECT_FALSE(allows("Coordinator.ReportEval", Role::kOperator));
+  // Operators read status everywhere and fetch weights.
+  for (const char* rpc : {"Coordinator.GetStatus", "Learner.GetStatus", "Rollout.GetStatus", "Learner.GetWeights"}) {
+    EXPECT_TRUE(allows(rpc, Role::kOperator)) << rpc;
+  }
+  EXPECT_FALSE(allows("Coordinator.RegisterWorker", Role::kOperator));
+}
+
+TEST(AccessTableTest, RoleNamesRoundTrip) {
+  for (Role r : kAllRoles) {
+    auto parsed = ParseRole(RoleName(r));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, r);
+  }
+  auto bad = ParseRole("admin");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("admin"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("operator"));
+}
+
+RpcSecurity Sending(const std::string& token) {
+  RpcSecurity s;
+  s.token = token;
+  return s;
+}
+
+// Per-role tokens on a real server: the caller's role comes from its token, and the rule of
+// the RPC decides.
+TEST(ServiceOptionsTest, PerRoleTokensFollowTheAccessTable) {
+  RpcSecurity server_sec;
+  server_sec.role_tokens[static_cast<int>(Role::kRollout)] = "tok-rollout";
+  server_sec.role_tokens[static_cast<int>(Role::kLearner)] = "tok-learner";
+  server_sec.role_tokens[static_cast<int>(Role::kOperator)] = "tok-operator";
+  // No coordinator token: this server does not accept that role.
+  FakeRollout service(server_sec);
+  RpcLimits limits;
+  auto server = StartServer("127.0.0.1:0", {&service}, server_sec, limits);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string addr = absl::StrCat("127.0.0.1:", server->port);
+
+  // Rollout.GetStatus: coordinator, operator.
+  EXPECT_TRUE(CallStatus(addr, Sending("tok-operator"), limits).ok());
+  const grpc::Status denied = CallStatus(addr, Sending("tok-rollout"), limits);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denied.error_message(), HasSubstr("role rollout may not call Rollout.GetStatus"));
+  EXPECT_THAT(denied.error_message(), HasSubstr("allowed: coordinator, operator"));
+  EXPECT_EQ(CallStatus(addr, Sending("tok-learner"), limits).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status unknown = CallStatus(addr, Sending("tok-coordinator"), limits);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("unknown bearer token"));
+  EXPECT_EQ(CallStatus(addr, Sending("tok-operatorX"), limits).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(CallStatus(addr, Sending(""), limits).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // A shared token is no role's token.
+  EXPECT_EQ(CallStatus(addr, Sending("s3cret"), limits).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // An RPC without a rule is refused even to a known token (fail closed).
+  auto channel = MakeChannel(addr, Sending("tok-operator"), limits);
+  ASSERT_TRUE(channel.ok());
+  auto stub = v1::Rollout::NewStub(*channel);
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, Sending("tok-operator"), limits, 5);
+  v1::LoadWeightsResponse resp;
+  const grpc::Status norule = stub->LoadWeights(&ctx, v1::LoadWeightsRequest(), &resp);
+  EXPECT_EQ(norule.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(norule.error_message(), HasSubstr("no access rule for Rollout.NoSuchRpc"));
+  server->server->Shutdown();
+}
+
+class TokenDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/swarr_tokens_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    unsetenv("SWARR_TOKEN_DIR");
+  }
+  void Write(const std::string& name, const std::string& text) {
+    ASSERT_TRUE(WriteFileAtomically(dir_ + "/" + name, {text}).ok());
+  }
+  std::string dir_;
+};
+
+TEST_F(TokenDirTest, LoadRoleTokensReadsTheRolesPresent) {
+  Write("rollout.token", "  r-tok \n");
+  Write("operator.token", "o-tok\n");
+  Write("README", "other files are ignored\n");
+  auto tokens = LoadRoleTokens(dir_);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_EQ((*tokens)[static_cast<int>(Role::kRollout)], "r-tok");
+  EXPECT_EQ((*tokens)[static_cast<int>(Role::kOperator)], "o-tok");
+  EXPECT_EQ((*tokens)[static_cast<int>(Role::kLearner)], "");
+  EXPECT_EQ((*tokens)[static_cast<int>(Role::kCoordinator)], "");
+}
+
+TEST_F(TokenDirTest, LoadRoleTokensNamesTheBadFile) {
+  auto none = LoadRoleTokens(dir_);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(none.status().message(), HasSubstr("rollout.token"));
+  EXPECT_THAT(none.status().message(), HasSubstr(dir_));
+  Write("learner.token", " \n");
+  auto empty = LoadRoleTokens(dir_);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(empty.status().message(), HasSubstr(dir_ + "/learner.token is empty"));
+  Write("learner.token", "same\n");
+  Write("coordinator.token", "same\n");
+  auto dup = LoadRoleTokens(dir_);
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(dup.status().message(), HasSubstr("coordinator.token holds the same token as"));
+  EXPECT_THAT(dup.status().message(), HasSubstr("learner.token"));
+}
+
+TEST_F(TokenDirTest, WriteRoleTokensMakesPrivateRandomTokensAndKeepsThem) {
+  const std::string tokens_dir = dir_ + "/tokens";
+  ASSERT_TRUE(WriteRoleTokens(tokens_dir).ok());
+  struct stat st {};
+  ASSERT_EQ(stat(tokens_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto tokens = LoadRoleTokens(tokens_dir);  // also: all four distinct
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  for (Role r : kAllRoles) {
+    const std::string path = tokens_dir + "/" + RoleName(r) + ".token";
+    ASSERT_EQ(stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+    const std::string& t = (*tokens)[static_cast<int>(r)];
+    EXPECT_EQ(t.size(), 64u) << path;
+    EXPECT_EQ(t.find_first_not_of("0123456789abcdef"), std::string::npos) << t;
+  }
+  // A second call (a resumed run) keeps them; a missing one is made again.
+  ASSERT_EQ(unlink((tokens_dir + "/learner.token").c_str()), 0);
+  ASSERT_TRUE(WriteRoleTokens(tokens_dir).ok());
+  auto again = LoadRoleTokens(tokens_dir);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)[static_cast<int>(Role::kRollout)], (*tokens)[static_cast<int>(Role::kRollout)]);
+  EXPECT_EQ((*again)[static_cast<int>(Role::kLearner)].size(), 64u);
+  EXPECT_NE((*again)[static_cast<int>(Role::kLearner)], (*tokens)[static_cast<int>(Role::kLearner)]);
+}
+
+TEST_F(TokenDirTest, AServiceNeedsTokensOrInsecure) {
+  ServiceSecurityFlags flags;
+  auto refused = LoadServiceSecurity(Role::kLearner, flags);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  for (const char* what :
+       {"learner", "will not start without tokens", "--token-dir", "SWARR_TOKEN_DIR", "--insecure"}) {
+    EXPECT_THAT(refused.status().message(), HasSubstr(what));
+  }
+  flags.insecure = true;
+  auto open = LoadServiceSecurity(Role::kLearner, flags);
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_TRUE(open->open());
+  flags.token_dir = dir_;
+  auto both = LoadServiceSecurity(Role::kLearner, flags);
+  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.status().message(), HasSubstr("--insecure and --token-dir"));
+}
+
+TEST_F(TokenDirTest, AServiceAcceptsTheRolesOfItsDirectoryAndSendsItsOwn) {
+  Write("rollout.token", "r\n");
+  Write("operator.token", "o\n");
+  ServiceSecurityFlags flags;
+  flags.token_dir = dir_;
+  auto rollout = LoadServiceSecurity(Role::kRollout, flags);
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->token, "r");
+  EXPECT_FALSE(rollout->open());
+  EXPECT_EQ(rollout->role_tokens[static_cast<int>(Role::kOperator)], "o");
+  EXPECT_EQ(rollout->role_tokens[static_cast<int>(Role::kCoordinator)], "");
+  // The learner calls nothing: its own token is optional.
+  auto learner = LoadServiceSecurity(Role::kLearner, flags);
+  ASSERT_TRUE(learner.ok()) << learner.status();
+  EXPECT_EQ(learner->token, "");
+  // The coordinator calls the learner: its token is required.
+  auto coordinator = LoadServiceSecurity(Role::kCoordinator, flags);
+  EXPECT_EQ(coordinator.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(coordinator.status().message(), HasSubstr(dir_ + "/coordinator.token is missing"));
+  // The environment variable stands for the flag.
+  setenv("SWARR_TOKEN_DIR", dir_.c_str(), 1);
+  auto from_env = LoadServiceSecurity(Role::kRollout, ServiceSecurityFlags());
+  unsetenv("SWARR_TOKEN_DIR");
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->token, "r");
 }
 
 TEST(ServiceOptionsTest, OversizedMessageIsRejectedAndTheServerKeepsServing) {

@@ -61,7 +61,7 @@ absl::Status LearnerService::Shutdown(double grace_seconds) {
 
 grpc::Status LearnerService::PushTrajectories(grpc::ServerContext* context, const v1::PushTrajectoriesRequest* request,
                                               v1::PushTrajectoriesResponse* response) {
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.PushTrajectories"); !auth.ok()) return auth;
   return Guard("PushTrajectories", [&] {
     absl::StatusOr<v1::PushTrajectoriesResponse> r = engine_->PushTrajectories(*request);
     if (!r.ok()) return ToGrpcStatus(r.status());
@@ -72,7 +72,7 @@ grpc::Status LearnerService::PushTrajectories(grpc::ServerContext* context, cons
 
 grpc::Status LearnerService::GetWeights(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
                                         grpc::ServerWriter<v1::WeightsChunk>* writer) {
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.GetWeights"); !auth.ok()) return auth;
   return Guard("GetWeights", [&] {
     absl::StatusOr<std::shared_ptr<const WeightsBlob>> blob = engine_->GetWeights(*request);
     if (!blob.ok()) return ToGrpcStatus(blob.status());
@@ -95,7 +95,7 @@ grpc::Status LearnerService::GetWeights(grpc::ServerContext* context, const v1::
 
 grpc::Status LearnerService::GetWeightsIpc(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
                                            v1::CudaIpcWeights* response) {
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.GetWeightsIpc"); !auth.ok()) return auth;
   return Guard("GetWeightsIpc", [&] {
     absl::StatusOr<v1::CudaIpcWeights> r = engine_->GetWeightsIpc(*request);
     if (!r.ok()) return ToGrpcStatus(r.status());
@@ -107,7 +107,7 @@ grpc::Status LearnerService::GetWeightsIpc(grpc::ServerContext* context, const v
 grpc::Status LearnerService::GetStatus(grpc::ServerContext* context, const v1::GetLearnerStatusRequest* request,
                                        v1::LearnerStatus* response) {
   (void)request;
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.GetStatus"); !auth.ok()) return auth;
   return Guard("GetStatus", [&] {
     *response = engine_->GetStatus();
     return grpc::Status::OK;
@@ -116,7 +116,7 @@ grpc::Status LearnerService::GetStatus(grpc::ServerContext* context, const v1::G
 
 grpc::Status LearnerService::StartStage(grpc::ServerContext* context, const v1::StartStageRequest* request,
                                         v1::LearnerStatus* response) {
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.StartStage"); !auth.ok()) return auth;
   return Guard("StartStage", [&] {
     absl::StatusOr<v1::LearnerStatus> r = engine_->StartStage(request->stage_index(), request->pipeline());
     if (!r.ok()) return ToGrpcStatus(r.status());
@@ -127,7 +127,7 @@ grpc::Status LearnerService::StartStage(grpc::ServerContext* context, const v1::
 
 grpc::Status LearnerService::GetGroupStates(grpc::ServerContext* context, const v1::GetGroupStatesRequest* request,
                                             v1::GetGroupStatesResponse* response) {
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.GetGroupStates"); !auth.ok()) return auth;
   return Guard("GetGroupStates", [&] {
     absl::StatusOr<v1::GetGroupStatesResponse> r = engine_->GetGroupStates(*request);
     if (!r.ok()) return ToGrpcStatus(r.status());
@@ -139,7 +139,7 @@ grpc::Status LearnerService::GetGroupStates(grpc::ServerContext* context, const 
 grpc::Status LearnerService::Finish(grpc::ServerContext* context, const v1::FinishRequest* request,
                                     v1::FinishResponse* response) {
   (void)response;
-  if (grpc::Status auth = CheckAuth(*context, options_.security); !auth.ok()) return auth;
+  if (grpc::Status auth = CheckAuth(*context, options_.security, "Learner.Finish"); !auth.ok()) return auth;
   if (request->pipeline().size() > 256 || request->reason().size() > 4096) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "pipeline / reason: longer than 256 / 4096 bytes");

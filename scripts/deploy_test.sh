@@ -13,10 +13,15 @@
 #            rollouts pushed trajectories, that killing one rollout container (SIGKILL, while it
 #            is generating, in the rl stage) loses nothing (summary.json: every rl trajectory
 #            trained once, none twice, its groups re-assigned), that a replica added during the
-#            run (--scale rollout=4) registers and generates, then `down -v` leaves nothing
+#            run (--scale rollout=4) registers and generates, then `down -v` leaves nothing;
+#            security: every service runs with per-role tokens and mutual TLS from
+#            deploy/gen-certs.sh, and from inside a container an operator's token over mTLS reads
+#            the status, a rollout's token is PERMISSION_DENIED, no client certificate or
+#            plaintext gets nothing
 #   kube     deploy/k8s/overlays/cpu rendered by `kubectl kustomize`, turned into what `podman kube play` runs
 #            (tests/deploy/kube_testcopy.py: Job/StatefulSet -> Pods named as the Services, no
-#            host ports), 3 rollout pods, the pipeline to the end (summary.json), then torn down
+#            host ports; the Secrets swarr-tokens and swarr-tls from deploy/gen-certs.sh), 3 rollout
+#            pods, the pipeline to the end (summary.json) over tokens and mTLS, then torn down
 # Exit 0: passed; 1: failed (logs kept in the printed folder); 77: cannot run here (not root, no
 # apt/podman) - skipped. Everything it starts (containers, pods, volumes, networks, the podman API
 # service) is removed on exit, also on failure or Ctrl-C. About 6-7 minutes on 2 cores once podman
@@ -80,7 +85,7 @@ cleanup() {
       podman pod rm -f "$p" > /dev/null 2>&1 || true
     done
     for p in $KUBE_VOLUMES; do podman volume rm -f "$p" > /dev/null 2>&1 || true; done
-    podman secret rm swarr-token > /dev/null 2>&1 || true
+    podman secret rm swarr-tokens swarr-tls > /dev/null 2>&1 || true
     podman network rm -f "$KNET" > /dev/null 2>&1 || true
   fi
   [ -n "$SERVICE_PID" ] && { kill "$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true; }
@@ -106,6 +111,9 @@ if [ $rc = 2 ]; then log "SKIP: podman cannot be set up on this machine"; exit 7
 [ $rc = 0 ] || fail "podman set-up failed"
 for tool in docker-compose jq curl; do command -v $tool > /dev/null || fail "$tool missing"; done
 $PY -c 'import yaml' || fail "$PY lacks yaml (apt-get install python3-yaml)"
+# Per-role tokens and TLS certificates for both deployments (what a user makes with the same script).
+deploy/gen-certs.sh "$W/secrets" > "$W/logs/gen-certs.log" 2>&1 || { cat "$W/logs/gen-certs.log"; fail "deploy/gen-certs.sh"; }
+export SWARR_SECRETS=$W/secrets
 log "set-up done"
 
 # What the toy pipeline's rl stage must train: every prompt's every sample, every step.
@@ -203,6 +211,21 @@ if has_phase compose; then
     || fail "compose: not all $ROLLOUTS rollouts scraped"
   curl -sf http://127.0.0.1:9090/api/v1/rules | jq -e '[.data.groups[].rules[].name] | index("SwarrServiceDown")' > /dev/null \
     || fail "compose: Prometheus did not load deploy/prometheus/alerts.yml"
+  # Secure by default: calls over mutual TLS with a role's token, from inside a rollout container
+  # (its mounts: the CA, the certificate and key, its own and its callers' tokens).
+  tls="--tls-ca /etc/swarr/tls/ca.pem --tls-cert /etc/swarr/tls/server.pem --tls-key /etc/swarr/tls/server.key"
+  C1=${PROJECT}_rollout_1
+  podman exec "$C1" swarr status --coordinator coordinator:50051 --token-dir /etc/swarr/tokens $tls \
+    > "$W/logs/compose-status.txt" 2>&1 || { cat "$W/logs/compose-status.txt"; fail "compose: an operator's status over mTLS failed"; }
+  out=$(podman exec "$C1" swarr status --coordinator coordinator:50051 --token-file /etc/swarr/tokens/rollout.token $tls 2>&1) \
+    && fail "compose: a rollout's token read the coordinator's status"
+  grep -q "PERMISSION_DENIED: role rollout may not call Coordinator.GetStatus" <<< "$out" \
+    || fail "compose: a rollout's token calling Coordinator.GetStatus: $out"
+  out=$(podman exec "$C1" swarr status --coordinator coordinator:50051 --token-dir /etc/swarr/tokens \
+          --tls-ca /etc/swarr/tls/ca.pem 2>&1) && fail "compose: a call without a client certificate was answered"
+  out=$(podman exec "$C1" swarr status --coordinator coordinator:50051 --token-dir /etc/swarr/tokens 2>&1) \
+    && fail "compose: a plaintext call was answered"
+  log "compose: security: operator over mTLS answered; rollout token PERMISSION_DENIED; no client cert / plaintext refused"
   log "compose: Prometheus scrapes all $want targets ($(jq -r 'map(.[0]) | group_by(.) | map("\(.[0]) x\(length)") | join(", ")' "$W/logs/compose-targets.json")), alert rules loaded"
 
   # Mid-rl, SIGKILL one rollout container while it holds sequences.
@@ -229,6 +252,11 @@ if has_phase compose; then
   log "compose: killed $VICTIM (SIGKILL) in the rl stage with $busy active sequences, after pushing $pushed trajectories"
   ORIGINAL=$(podman ps --format '{{.Names}}' --filter "label=com.docker.compose.project=$PROJECT" \
                --filter "label=com.docker.compose.service=rollout" | sort)
+  # Each replica's address while it runs: the rollout servers exit when the pipeline ends (the
+  # coordinator tells them), so their counters are read back from Prometheus by instance then.
+  declare -A IP
+  ip_of() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+  for c in $ORIGINAL; do IP[$c]=$(ip_of "$c"); done
   # Scaling up during the run: once the coordinator has declared the victim dead, one more replica.
   for _ in $(seq 100); do podman logs "$COORD" 2>&1 | grep -q "is dead" && break; sleep 0.2; done
   compose up -d --no-recreate --scale rollout=$(( ROLLOUTS + 1 )) rollout > "$W/logs/compose-scale.log" 2>&1 \
@@ -236,6 +264,12 @@ if has_phase compose; then
   ADDED=$(podman ps --format '{{.Names}}' --filter "label=com.docker.compose.project=$PROJECT" \
             --filter "label=com.docker.compose.service=rollout" | sort | comm -13 <(echo "$ORIGINAL") -)
   [ -n "$ADDED" ] || fail "compose: scaling to $(( ROLLOUTS + 1 )) during the run started no container"
+  for _ in $(seq 50); do
+    missing=0
+    for c in $ADDED; do IP[$c]=$(ip_of "$c"); [ -n "${IP[$c]}" ] || missing=1; done
+    [ $missing = 0 ] && break
+    sleep 0.2
+  done
   log "compose: scaled to $(( ROLLOUTS + 1 )) rollouts during the rl stage: started $(echo $ADDED) (the killed one again and a new one)"
 
   for _ in $(seq 600); do
@@ -254,9 +288,11 @@ if has_phase compose; then
   # Every rollout pushed trajectories: each replica's own counter (its /metrics; the killed one's
   # as read just before the kill).
   per="${VICTIM##*_}:$pushed"
+  last() {  # last METRIC CONTAINER: the largest value Prometheus scraped from that replica
+    prom "max_over_time($1{instance=\"${IP[$2]}:9103\"}[30m])" | jq -r '.data.result[0].value[1] // "0"' | cut -d. -f1
+  }
   for c in $ORIGINAL; do
-    cip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
-    n=$(curl -sf --max-time 5 "http://$cip:9103/metrics" | awk '$1 == "swarr_rollout_trajectories_pushed_total" {print int($2)}')
+    n=$(last swarr_rollout_trajectories_pushed_total "$c")
     per="$per ${c##*_}:${n:-0}"
   done
   echo "$per" > "$W/logs/compose-pushed.txt"
@@ -269,8 +305,7 @@ if has_phase compose; then
   nadded=$(wc -w <<< "$ADDED")
   [ "$nreg" -ge $(( ROLLOUTS + nadded )) ] || fail "compose: $nreg registrations, expected $ROLLOUTS + $nadded added"
   for c in $ADDED; do
-    cip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
-    tok=$(curl -sf --max-time 5 "http://$cip:9103/metrics" | awk '$1 == "swarr_rollout_tokens_generated_total" {print int($2)}')
+    tok=$(last swarr_rollout_tokens_generated_total "$c")
     [ "${tok:-0}" -gt 0 ] || fail "compose: $c, started during the run, generated no token"
     log "compose: $c (started during the run) registered and generated $tok tokens"
   done
@@ -299,7 +334,9 @@ if has_phase kube; then
   # Volumes podman makes for the PVCs, ConfigMaps and the Secret: they must not exist yet.
   KUBE_VOLUMES=$($PY -c 'import sys, yaml; print(" ".join(d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("PersistentVolumeClaim", "ConfigMap", "Secret")))' "$W/play.yaml")
   for v in $KUBE_VOLUMES; do ! podman volume exists "$v" || fail "kube: volume $v exists already (an earlier run?)"; done
-  ! podman secret inspect swarr-token > /dev/null 2>&1 || fail "kube: podman secret swarr-token exists already"
+  for sct in swarr-tokens swarr-tls; do
+    ! podman secret inspect $sct > /dev/null 2>&1 || fail "kube: podman secret $sct exists already"
+  done
   ! podman network exists "$KNET" || fail "kube: network $KNET exists already"
   KUBE_UP=1
   podman network create "$KNET" > /dev/null
@@ -317,10 +354,15 @@ if has_phase kube; then
   n=$(grep -c "registered:" "$W/logs/kube-coordinator.log" || true)
   [ "$n" -ge "$ROLLOUTS" ] || fail "kube: $n rollout pods registered, expected $ROLLOUTS"
   summary_ok "$(podman volume inspect swarr-coordinator-runs -f '{{.Mountpoint}}')/pipeline/summary.json" kube
+  # Each pod got only its own and its callers' tokens: a rollout pod holds no coordinator token.
+  rp=$(podman ps --format '{{.Names}}' | grep -- '^swarr-rollout-pod-.*-rollout$' | head -1 || true)
+  [ -n "$rp" ] || fail "kube: no rollout container running after the pipeline ended (--at-end idle)"
+  podman exec "$rp" test -f /etc/swarr/tokens/rollout.token -a ! -e /etc/swarr/tokens/coordinator.token \
+    || fail "kube: $rp: tokens mounted: $(podman exec "$rp" ls /etc/swarr/tokens 2>&1 | tr '\n' ' ')"
   # The learner wrote its part of the run on its own volume (the StatefulSet's claim).
   lv=$(podman volume inspect runs-swarr-learner-0 -f '{{.Mountpoint}}')
   [ -f "$lv/pipeline/learner/state.json" ] || fail "kube: no learner/state.json on runs-swarr-learner-0"
-  log "kube: PASSED in $(( $(date +%s) - t )) s ($n rollout pods registered; learner state on its own volume)"
+  log "kube: PASSED in $(( $(date +%s) - t )) s ($n rollout pods registered; learner state on its own volume; tokens and mTLS, a rollout pod without the coordinator's token)"
 fi
 
 log "PASSED in $(( $(date +%s) - T0 )) s (phases: $PHASES)"

@@ -11,16 +11,20 @@
 - containerPort entries are dropped (podman publishes every one on the host: replicas collide).
 - `$(POD_NAME)` is not expanded by podman: the rollout's `--name $(POD_NAME)` is dropped (the
   server then names itself after its hostname, which is the pod name anyway).
-- The token Secret, which a user creates with kubectl, is added with a test token, and secret
-  volumes get `optional: false` (podman 4.3 crashes on an unset optional).
+- The Secrets a user creates with kubectl (docs/deploy.md "Security": swarr-tokens, the four
+  <role>.token files; swarr-tls: tls.crt, tls.key, ca.crt) come from the folder SWARR_SECRETS
+  (env; made by deploy/gen-certs.sh) as hostPath volumes: podman 4.3 mounts a Secret's `data`
+  still base64-encoded and ignores `items`. Each pod's token volume is a folder of its own
+  holding only the `items` the manifest selects (SWARR_SECRETS/kube/<pod>-<volume>/), so the
+  test runs with exactly the tokens a cluster would mount.
 - Namespace, Service, PodDisruptionBudget and NetworkPolicy are dropped (podman does not
   implement them; podman ignores metadata.namespace).
 - SWARR_ROLLOUT_REPLICAS (env) overrides the rollout replica count.
 
-Usage: kube_testcopy.py RENDERED.yaml OUT.yaml   (prints what it changed on stderr)
+Usage: SWARR_SECRETS=DIR kube_testcopy.py RENDERED.yaml OUT.yaml   (prints what it changed on stderr)
 """
-import base64
 import os
+import shutil
 import sys
 
 import yaml
@@ -30,7 +34,31 @@ def note(msg):
     print(f"kube_testcopy: {msg}", file=sys.stderr)
 
 
-def fix_pod_spec(spec):
+# Secret name -> {key: file under SWARR_SECRETS} (what the user's kubectl create secret takes).
+SECRET_FILES = {
+    "swarr-tokens": {f"{r}.token": f"tokens/{r}.token" for r in ("rollout", "learner", "coordinator", "operator")},
+    "swarr-tls": {"tls.crt": "tls/server.pem", "tls.key": "tls/server.key", "ca.crt": "tls/ca.pem"},
+}
+
+
+def secret_to_host_path(pod, v, secrets):
+    """The secret volume `v` of `pod` as a hostPath folder holding the selected keys."""
+    name = v["secret"]["secretName"]
+    if name not in SECRET_FILES:
+        sys.exit(f"kube_testcopy: unknown Secret {name}: update this script")
+    files = SECRET_FILES[name]
+    keys = [i["key"] for i in v["secret"].get("items", [])] or list(files)
+    folder = os.path.join(secrets, "kube", f"{pod}-{v['name']}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    for k in keys:
+        shutil.copyfile(os.path.join(secrets, files[k]), os.path.join(folder, k))
+        os.chmod(os.path.join(folder, k), 0o600)
+    del v["secret"]
+    v["hostPath"] = {"path": folder, "type": "Directory"}
+    note(f"{pod}: Secret {name} -> hostPath {folder} ({', '.join(sorted(keys))})")
+
+
+def fix_pod_spec(spec, pod, secrets):
     for c in spec.get("containers", []):
         if c.pop("ports", None) is not None:
             note(f"container {c['name']}: ports dropped")
@@ -41,16 +69,18 @@ def fix_pod_spec(spec):
             note(f"container {c['name']}: --name $(POD_NAME) dropped")
     for v in spec.get("volumes", []):
         if "secret" in v:
-            v["secret"]["optional"] = False
+            secret_to_host_path(pod, v, secrets)
 
 
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     docs = [d for d in yaml.safe_load_all(open(src)) if d]
     out = []
-    token = base64.b64encode(b"swarr-deploy-test-token").decode()
-    out.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "swarr-token"},
-                "type": "Opaque", "data": {"token": token}})
+    secrets = os.environ.get("SWARR_SECRETS")
+    if not secrets:
+        sys.exit("kube_testcopy: set SWARR_SECRETS to a folder made by deploy/gen-certs.sh")
+
+    secrets = os.path.abspath(secrets)
     kinds = {d["kind"] for d in docs}
     for want in ("Job", "StatefulSet", "Deployment", "ConfigMap", "PersistentVolumeClaim"):
         if want not in kinds:
@@ -63,14 +93,14 @@ def main():
         if kind in ("ConfigMap", "PersistentVolumeClaim"):
             out.append(d)
         elif kind == "Deployment":
-            fix_pod_spec(d["spec"]["template"]["spec"])
+            fix_pod_spec(d["spec"]["template"]["spec"], name, secrets)
             if os.environ.get("SWARR_ROLLOUT_REPLICAS"):
                 d["spec"]["replicas"] = int(os.environ["SWARR_ROLLOUT_REPLICAS"])
             out.append(d)
         elif kind in ("Job", "StatefulSet"):
             tmpl = d["spec"]["template"]
             spec = tmpl["spec"]
-            fix_pod_spec(spec)
+            fix_pod_spec(spec, name, secrets)
             pod_name = name  # the Service's name: DNS on the kube network resolves pod names
             if kind == "StatefulSet":
                 for vct in d["spec"].get("volumeClaimTemplates", []):

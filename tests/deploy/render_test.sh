@@ -6,10 +6,12 @@
 #  - deploy/k8s/base/pipeline.yaml is configs/examples/pipeline_toy.yaml (gen-pipeline.sh --check);
 #  - kustomize renders the base and the cpu and gpu overlays (kubectl kustomize; skipped with a
 #    note where kubectl is missing): the right kinds, the namespace, GPU requests in the gpu overlay
-#    only, every referenced ConfigMap/Secret/PVC defined or documented, and the podman test copy
+#    only, every referenced ConfigMap/Secret/PVC defined or documented, every service with per-role
+#    tokens (--token-dir, only its own and its callers' tokens mounted) and mTLS, the podman test copy
 #    (tests/deploy/kube_testcopy.py) builds from the cpu overlay;
 #  - docker-compose config accepts deploy/docker-compose.yml with GRAFANA_ADMIN_PASSWORD and refuses
-#    it without; published ports are on 127.0.0.1 (skipped where docker-compose is missing);
+#    it without; published ports are on 127.0.0.1; every service has --token-dir and mTLS with its
+#    own and its callers' tokens mounted (skipped where docker-compose is missing);
 #  - promtool checks the compose Prometheus config and the alert rules.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,8 +61,27 @@ for name in ("base", "cpu", "gpu"):
                 bad.append(f"{name}: {k} mounts ConfigMap {v['configMap']['name']}, not rendered")
             if "persistentVolumeClaim" in v and ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) not in defined:
                 bad.append(f"{name}: {k} mounts PVC {v['persistentVolumeClaim']['claimName']}, not rendered")
-            if "secret" in v and v["secret"]["secretName"] != "swarr-token":
+            if "secret" in v and v["secret"]["secretName"] not in ("swarr-tokens", "swarr-tls"):
                 bad.append(f"{name}: {k} mounts an unknown Secret {v['secret']['secretName']}")
+        # Secure by default: per-role tokens (only its own and its callers') and mutual TLS.
+        role = k.split("swarr-")[-1]
+        want_tokens = {"coordinator": {"coordinator", "rollout", "operator"},
+                       "learner": {"rollout", "coordinator", "operator"},
+                       "rollout": {"rollout", "operator"}}[role]
+        vols = {v["name"]: v for v in spec.get("volumes", [])}
+        tok = vols.get("tokens", {}).get("secret", {})
+        got = {i["path"].removesuffix(".token") for i in tok.get("items", [])}
+        if tok.get("secretName") != "swarr-tokens" or got != want_tokens:
+            bad.append(f"{name}: {k} mounts tokens {sorted(got)} of {tok.get('secretName')}, expected {sorted(want_tokens)}")
+        if vols.get("tls", {}).get("secret", {}).get("secretName") != "swarr-tls":
+            bad.append(f"{name}: {k} mounts no Secret swarr-tls")
+        a = containers(d)[0]["args"]
+        for flag, value in (("--token-dir", "/etc/swarr/tokens"), ("--tls-cert", "/etc/swarr/tls/tls.crt"),
+                            ("--tls-key", "/etc/swarr/tls/tls.key"), ("--tls-ca", "/etc/swarr/tls/ca.crt")):
+            if flag not in a or a[a.index(flag) + 1] != value:
+                bad.append(f"{name}: {k} lacks {flag} {value}")
+        if "--insecure" in a:
+            bad.append(f"{name}: {k} runs --insecure")
         for c in containers(d):
             gpus = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
             img = c["image"]
@@ -91,7 +112,9 @@ for b in bad:
 print("ok: kustomize base, overlays/cpu, overlays/gpu" if not bad else "kustomize checks failed")
 sys.exit(1 if bad else 0)
 PYEOF
-  $PY tests/deploy/kube_testcopy.py "$W/cpu.yaml" "$W/play.yaml" 2> /dev/null && ok "podman test copy of overlays/cpu" || bad "kube_testcopy.py"
+  deploy/gen-certs.sh "$W/secrets" > /dev/null && ok "deploy/gen-certs.sh: tokens and certificates" || bad "deploy/gen-certs.sh"
+  SWARR_SECRETS=$W/secrets $PY tests/deploy/kube_testcopy.py "$W/cpu.yaml" "$W/play.yaml" 2> /dev/null \
+    && ok "podman test copy of overlays/cpu" || bad "kube_testcopy.py"
   # The HPA example (deploy/k8s/hpa, rendering only): it scales the rendered rollout Deployment on
   # the External metric the adapter rule serves, from a gauge the coordinator exports.
   kubectl kustomize deploy/k8s/hpa > "$W/hpa.yaml" 2> "$W/err" || { cat "$W/err"; bad "kustomize deploy/k8s/hpa"; }
@@ -135,9 +158,26 @@ for name, s in c["services"].items():
 for want in ("coordinator", "learner", "rollout", "prometheus", "grafana"):
     if want not in c["services"]:
         bad.append(f"no service {want}")
+callers = {"coordinator": {"coordinator", "rollout", "operator"}, "learner": {"rollout", "coordinator", "operator"},
+           "rollout": {"rollout", "operator"}}
+for name, want_tokens in callers.items():
+    s = c["services"].get(name, {})
+    cmd = s.get("command", [])
+    for flag, value in (("--token-dir", "/etc/swarr/tokens"), ("--tls-cert", "/etc/swarr/tls/server.pem"),
+                        ("--tls-key", "/etc/swarr/tls/server.key"), ("--tls-ca", "/etc/swarr/tls/ca.pem")):
+        if flag not in cmd or cmd[cmd.index(flag) + 1] != value:
+            bad.append(f"{name} lacks {flag} {value}")
+    targets = [v["target"] if isinstance(v, dict) else v.split(":")[1] for v in s.get("volumes", [])]
+    got = {t.split("/")[-1].removesuffix(".token") for t in targets if t.startswith("/etc/swarr/tokens/")}
+    if got != want_tokens:
+        bad.append(f"{name} mounts tokens {sorted(got)}, expected {sorted(want_tokens)}")
+    for f in ("server.pem", "server.key", "ca.pem"):
+        if "/etc/swarr/tls/" + f not in targets:
+            bad.append(f"{name} does not mount /etc/swarr/tls/{f}")
 for b in bad:
     print("FAIL: compose:", b)
-print("ok: compose config (ports on 127.0.0.1, Grafana needs its password)" if not bad else "compose checks failed")
+print("ok: compose config (ports on 127.0.0.1, Grafana needs its password, tokens and mTLS)" if not bad
+      else "compose checks failed")
 sys.exit(1 if bad else 0)
 PYEOF
   GRAFANA_ADMIN_PASSWORD=x docker-compose -f deploy/docker-compose.yml -f tests/deploy/compose.test.yml config > /dev/null \

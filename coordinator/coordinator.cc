@@ -28,6 +28,7 @@ Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
       incarnation_(options_.incarnation_for_test.empty() ? RandomIncarnation() : options_.incarnation_for_test),
       state_path_(options_.run_dir + "/coordinator/state.json"),
+      journal_path_(options_.run_dir + "/coordinator/acked.journal"),
       weights_(options_.weight_load_timeout_seconds) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
@@ -95,11 +96,22 @@ absl::Status Coordinator::Init() {
     state_.incarnations.push_back(incarnation_);
     // Acknowledged rl groups of the previous process, not yet known to be trained durably.
     const std::string current = state_.stage_index < p.stages_size() ? p.stages(state_.stage_index).name() : "";
-    for (const std::string& text : state_.acked_groups) {
+    // Those in state.json, then those acknowledged after it was written (acked.journal; a last
+    // line without its newline was cut by a kill mid-write: that heartbeat was not answered).
+    std::vector<std::pair<std::string, std::string>> entries;  // (where, base64 PromptGroup)
+    for (const std::string& text : state_.acked_groups) entries.emplace_back(state_path_ + ": acked_groups", text);
+    absl::StatusOr<std::string> journal = ReadFile(journal_path_);
+    if (!journal.ok() && !absl::IsNotFound(journal.status())) return journal.status();
+    if (journal.ok()) {
+      for (size_t at = 0, nl; (nl = journal->find('\n', at)) != std::string::npos; at = nl + 1) {
+        if (nl > at) entries.emplace_back(journal_path_, journal->substr(at, nl - at));
+      }
+    }
+    for (const auto& [where, text] : entries) {
       std::string bytes;
       Group g;
       if (!absl::Base64Unescape(text, &bytes) || !g.group.ParseFromString(bytes) || g.group.group_id().empty()) {
-        return absl::DataLossError(absl::StrCat(state_path_, ": acked_groups: an entry does not parse"));
+        return absl::DataLossError(absl::StrCat(where, ": an acknowledged group does not parse"));
       }
       if (g.group.stage() != current || g.group.eval()) continue;
       g.stage_index = state_.stage_index;

@@ -126,8 +126,8 @@ class Coordinator {
   // unknown or dead worker id; kUnavailable after Shutdown().
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& request);
   // `response` (may be null) gets the PipelineEnd once the pipeline has ended. rl groups it
-  // reports finished are in state.json before it returns OK (kUnavailable when that write
-  // fails: the worker reports them again).
+  // reports finished are on disk (acked.journal) before it returns OK (kUnavailable when that
+  // write fails: the worker reports them again).
   absl::Status Heartbeat(const v1::HeartbeatRequest& request, v1::HeartbeatResponse* response = nullptr);
   // Attaches `sink` as the worker's assignment stream (replacing an older one, whose unsent
   // groups go back to the queue) and sends it the current StageInfo first.
@@ -217,13 +217,17 @@ class Coordinator {
   // --- Persistence and crash consistency (coordinator_persistence.cc). -----------------------
   // state.json holds state_ plus acked_ (CoordinatorState.acked_groups). Changes of stage or
   // eval results are urgent (written on the next tick), counters at most every
-  // persist_interval_seconds, acknowledged groups before the heartbeat that reported them is
-  // answered (docs/reliability.md "The last second").
+  // persist_interval_seconds; groups a heartbeat acknowledges are appended to acked.journal
+  // before it is answered (docs/reliability.md "The last second"). Init reads both.
   void MarkDirtyLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes state.json when due (`force`: now). Persist(): the same, with the write's status.
   // Takes persist_mu_, then mu_: call without mu_.
   void PersistIfDue(bool force);
   absl::Status Persist(bool force);
+  // Appends acknowledged groups (base64 PromptGroups, one a line) to
+  // RUN_DIR/coordinator/acked.journal and syncs it: what a heartbeat acknowledged survives a
+  // kill before the next state.json write, which empties the journal. Takes persist_mu_.
+  absl::Status JournalAcked(const std::vector<std::string>& entries);
   // Asks the learner about acknowledged rl groups not yet durable; re-queues those a restarted
   // learner does not know. `final`: the stage is over; what is left is counted (unused /
   // never trained). Loop thread, outside the lock. false: the learner did not answer.
@@ -281,6 +285,7 @@ class Coordinator {
   const CoordinatorOptions options_;
   const std::string incarnation_;
   const std::string state_path_;
+  const std::string journal_path_;  // RUN_DIR/coordinator/acked.journal
   double heartbeat_seconds_ = 1;
   double lease_seconds_ = 5;
   double progress_timeout_seconds_ = 60;

@@ -1,5 +1,10 @@
 // Coordinator: persisted state (state.json) and the crash-consistency check of acknowledged
 // groups with the learner (coordinator.h "Persistence and crash consistency").
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -43,8 +48,42 @@ absl::Status Coordinator::Persist(bool force) {
     Log(absl::StrCat("cannot write ", state_path_, ": ", s.message()));
     absl::MutexLock l(&mu_);
     MarkDirtyLocked(true);
+    return s;
+  }
+  // state.json holds every acknowledged group the journal held (taken under persist_mu_, which
+  // every append holds too): the journal starts again.
+  if (::unlink(journal_path_.c_str()) != 0 && errno != ENOENT) {
+    Log(absl::StrCat("cannot remove ", journal_path_, ": ", std::strerror(errno)));
   }
   return s;
+}
+
+absl::Status Coordinator::JournalAcked(const std::vector<std::string>& entries) {
+  absl::MutexLock writing(&persist_mu_);
+  std::string text;
+  for (const std::string& e : entries) absl::StrAppend(&text, e, "\n");
+  absl::Status s = MakeDirs(options_.run_dir + "/coordinator");
+  if (!s.ok()) return s;
+  const int fd = ::open(journal_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", journal_path_, ": ", std::strerror(errno)));
+  size_t done = 0;
+  int err = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err != 0) {
+    Log(absl::StrCat("cannot append to ", journal_path_, ": ", std::strerror(err)));
+    return absl::InternalError(absl::StrCat("cannot append to ", journal_path_, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
 }
 
 bool Coordinator::CheckAckedGroups(int32_t stage, bool final) {

@@ -1,6 +1,7 @@
 // The coordinator in-process over real gRPC on loopback, against a fake learner and fake
 // rollout workers (test doubles below): registration, leases, dispatch by capacity within the
 // in-flight bound, stage transitions, eval aggregation, restart, auth and bad requests.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -775,13 +776,18 @@ TEST(CoordinatorTest, GroupsAcknowledgedJustBeforeACoordinatorKillAreInItsStateF
   ASSERT_TRUE(WaitUntil([&] { return w.groups().size() == 4; }));
   const std::vector<std::string> first = w.group_ids();
   ASSERT_TRUE(w.Heartbeat({first[0], first[1]}).ok());
-  // "SIGKILL" now: the run directory as it is.
+  // "SIGKILL" now: the run directory as it is (state.json, written at start, and the journal of
+  // groups acknowledged since).
   ASSERT_TRUE(MakeDirs(killed + "/coordinator").ok());
-  const std::string state_text = Slurp(dir + "/coordinator/state.json");
-  std::ofstream(killed + "/coordinator/state.json") << state_text;
-  const auto state = nlohmann::json::parse(state_text);
-  EXPECT_EQ(state["acked_groups"].size(), 2u) << state_text;
+  for (const char* file : {"state.json", "acked.journal"}) {
+    std::ofstream(killed + "/coordinator/" + file) << Slurp(dir + "/coordinator/" + file);
+  }
+  const std::string journal = Slurp(dir + "/coordinator/acked.journal");
+  EXPECT_EQ(std::count(journal.begin(), journal.end(), '\n'), 2) << journal;
   coord->Shutdown();
+  // Shutdown writes state.json with both groups: the journal starts again.
+  EXPECT_EQ(nlohmann::json::parse(Slurp(dir + "/coordinator/state.json"))["acked_groups"].size(), 2u);
+  EXPECT_EQ(Slurp(dir + "/coordinator/acked.journal"), "");
 
   // The learner restarted too and knows neither group: the new coordinator generates them again.
   learner.learner.SetGroupState(v1::GetGroupStatesResponse::UNKNOWN);

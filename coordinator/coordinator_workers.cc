@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/util/status_macros.h"
@@ -115,7 +116,7 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
     Log(absl::StrCat("worker ", w.id, " (", w.name, ") is draining"));
     weights_.Forget(w.id);
   }
-  const size_t acked_before = acked_.size();
+  std::vector<std::string> journal;  // rl groups this call acknowledges (serialized)
   for (const std::string& id : req.finished_group_ids()) {
     auto g = groups_.find(id);
     if (g != groups_.end() && g->second.group.eval() && g->second.stage_index == state_.stage_index &&
@@ -126,7 +127,11 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
       RequeueFrontLocked({id}, g->second.worker, /*count=*/false);
       continue;
     }
+    const bool was_acked = acked_.count(id) > 0;
     FinishGroupLocked(id, &w);
+    if (auto a = acked_.find(id); !was_acked && a != acked_.end()) {
+      journal.push_back(absl::Base64Escape(a->second.group.SerializeAsString()));
+    }
   }
   if (req.returned_group_ids_size() > 0) {
     const std::vector<std::string> ids(req.returned_group_ids().begin(), req.returned_group_ids().end());
@@ -138,13 +143,14 @@ absl::Status Coordinator::Heartbeat(const v1::HeartbeatRequest& req, v1::Heartbe
     if (response != nullptr) *response->mutable_pipeline_end() = pipeline_end_;
     w.told_end = true;
   }
-  // Crash consistency (docs/reliability.md): once answered, the worker forgets the groups it
-  // reported finished. Those the learner acknowledged are in state.json before the answer, so a
-  // coordinator killed right after still checks them with the learner when it restarts.
-  const bool persist = acked_.size() > acked_before;
+  // Crash consistency (docs/reliability.md "The last second"): once answered, the worker forgets
+  // the groups it reported finished. Those the learner acknowledged are on disk (the journal)
+  // before the answer, so a coordinator killed right after still checks them with the learner.
   l.Release();
-  if (persist) {
-    if (absl::Status s = Persist(/*force=*/true); !s.ok()) {
+  if (!journal.empty()) {
+    if (absl::Status s = JournalAcked(journal); !s.ok()) {
+      absl::MutexLock again(&mu_);
+      MarkDirtyLocked(true);  // state.json on the next tick holds them
       return absl::UnavailableError(absl::StrCat("cannot record the finished groups (", s.message(),
                                                  "); report them again"));
     }

@@ -18,14 +18,14 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
 wait_file() { for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timeout waiting for $1"; cat "$W"/*.log; exit 1; }
-"$BIN" learner --run-dir "$W/run" --listen 127.0.0.1:0 --port-file "$W/l.port" \
+"$BIN" learner --insecure --run-dir "$W/run" --listen 127.0.0.1:0 --port-file "$W/l.port" \
   --metrics-listen 127.0.0.1:0 --metrics-port-file "$W/l.mport" > "$W/learner.log" 2>&1 & PIDS+=($!)
 wait_file "$W/l.port"; wait_file "$W/l.mport"
-"$BIN" coordinator --config configs/examples/pipeline_toy.yaml --run-dir "$W/run" --learner "127.0.0.1:$(cat "$W/l.port")" \
+"$BIN" coordinator --insecure --config configs/examples/pipeline_toy.yaml --run-dir "$W/run" --learner "127.0.0.1:$(cat "$W/l.port")" \
   --listen 127.0.0.1:0 --port-file "$W/c.port" --metrics-listen 127.0.0.1:0 --metrics-port-file "$W/c.mport" \
   > "$W/coordinator.log" 2>&1 & PIDS+=($!)
 wait_file "$W/c.port"; wait_file "$W/c.mport"
-"$BIN" rollout --coordinator "127.0.0.1:$(cat "$W/c.port")" --listen 127.0.0.1:0 --port-file "$W/r.port" \
+"$BIN" rollout --insecure --coordinator "127.0.0.1:$(cat "$W/c.port")" --listen 127.0.0.1:0 --port-file "$W/r.port" \
   --metrics-listen 127.0.0.1:0 --metrics-port-file "$W/r.mport" > "$W/rollout.log" 2>&1 & PIDS+=($!)
 wait_file "$W/r.mport"
 for s in l c r; do

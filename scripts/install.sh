@@ -9,8 +9,8 @@ PACKAGES=(
   # LibTorch (Debian's 1.13, CPU) and a fast BLAS: without OpenBLAS LibTorch falls back to
   # the reference BLAS and matmul runs about 30x slower.
   libtorch-dev libopenblas0-openmp
-  # services stack
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev
+  # services stack (libcpp-httplib-dev: the /metrics server)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   # libraries
   nlohmann-json3-dev libutf8proc-dev libyaml-cpp-dev libxxhash-dev
   # tests: GoogleTest, openssl (TLS certificates), a real Prometheus server and promtool;

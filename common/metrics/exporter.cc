@@ -1,16 +1,15 @@
 #include "common/metrics/exporter.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <sstream>
+
+#include <httplib.h>
 
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
@@ -18,132 +17,89 @@
 namespace swarr {
 namespace {
 
-// Sends all of `data`; false if the peer went away.
-bool SendAll(int fd, const std::string& data) {
-  size_t sent = 0;
-  while (sent < data.size()) {
-    const ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    sent += static_cast<size_t>(n);
-  }
+constexpr char kExpositionType[] = "text/plain; version=0.0.4; charset=utf-8";
+
+// Splits "host:port" / "[v6]:port"; false if there is no numeric port.
+bool SplitHostPort(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon + 1 == address.size()) return false;
+  const std::string port_text = address.substr(colon + 1);
+  if (port_text.find_first_not_of("0123456789") != std::string::npos || port_text.size() > 5) return false;
+  *port = std::stoi(port_text);
+  if (*port > 65535) return false;
+  *host = address.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
   return true;
 }
 
-// Binds "host:port" (IPv4 or IPv6; "" host = all interfaces). Returns the fd or -1 with `error`.
-int Listen(const std::string& address, std::string* error) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    *error = "expected host:port";
-    return -1;
-  }
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  if (const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    *error = gai_strerror(rc);
-    return -1;
-  }
-  int fd = -1;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0) break;
-    *error = std::strerror(errno);
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  return fd;
-}
-
-int BoundPort(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return 0;
+// SO_REUSEADDR only: cpp-httplib's default sets SO_REUSEPORT, with which a second exporter
+// would silently share a busy port instead of failing to bind.
+void SocketOptions(int fd) {
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 }
 
 }  // namespace
 
+MetricsExporter::MetricsExporter() : registry_(std::make_shared<prometheus::Registry>()) {}
+
 std::unique_ptr<MetricsExporter> MetricsExporter::Start(const std::string& bind_address, const std::string& service) {
   std::unique_ptr<MetricsExporter> e(new MetricsExporter());
-  e->registry_ = std::make_shared<prometheus::Registry>();
   if (bind_address.empty()) return e;
-  std::string error;
-  e->listen_fd_ = Listen(bind_address, &error);
-  if (e->listen_fd_ < 0) {
-    std::cerr << service << ": metrics exporter cannot listen on " << bind_address << " (" << error
-              << "); running without /metrics\n";
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(bind_address, &host, &port)) {
+    std::cerr << service << ": metrics exporter cannot listen on " << bind_address
+              << " (expected host:port); running without /metrics\n";
     return e;
   }
-  e->port_ = BoundPort(e->listen_fd_);
-  e->thread_ = std::thread([p = e.get()] { p->Serve(); });
+  auto server = std::make_unique<httplib::Server>();
+  server->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  server->set_socket_options(SocketOptions);
+  server->set_keep_alive_max_count(1);  // one request per connection
+  server->set_keep_alive_timeout(kIoTimeoutSeconds);  // wait for the request to start
+  server->set_read_timeout(kIoTimeoutSeconds, 0);
+  server->set_write_timeout(kIoTimeoutSeconds, 0);
+  server->set_payload_max_length(64 * 1024);
+  MetricsExporter* self = e.get();
+  server->Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->Render(), kExpositionType);
+  });
+  server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) res.set_content("see /metrics\n", "text/plain; charset=utf-8");
+  });
+  // AI_PASSIVE: host "" binds all interfaces (without it getaddrinfo gives loopback).
+  const int flags = AI_PASSIVE | AI_NUMERICSERV;
+  errno = 0;
+  const int bound = port == 0 ? server->bind_to_any_port(host, flags)
+                              : (server->bind_to_port(host, port, flags) ? port : -1);
+  if (bound <= 0) {
+    std::cerr << service << ": metrics exporter cannot listen on " << bind_address << " ("
+              << (errno != 0 ? std::strerror(errno) : "cannot resolve the address") << "); running without /metrics\n";
+    return e;
+  }
+  e->port_ = bound;
+  e->server_ = std::move(server);
+  e->thread_ = std::thread([self] {
+    self->server_->listen_after_bind();
+    self->listen_returned_.store(true);
+  });
   return e;
 }
 
 MetricsExporter::~MetricsExporter() {
-  stop_.store(true);
-  if (thread_.joinable()) thread_.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
+  if (thread_.joinable()) {
+    // stop() is a no-op until the accept loop has started; wait for it (or for its end).
+    while (!server_->is_running() && !listen_returned_.load()) std::this_thread::yield();
+    server_->stop();
+    thread_.join();
+  }
 }
 
 std::string MetricsExporter::Render() const {
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();
-}
-
-void MetricsExporter::Serve() {
-  while (!stop_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 200) <= 0) continue;
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    Answer(fd);
-    close(fd);
-  }
-}
-
-void MetricsExporter::Answer(int fd) const {
-  // Read the request head (bounded size and time: a slow or hostile client cannot hold us).
-  std::string request;
-  char buf[1024];
-  while (request.find("\r\n\r\n") == std::string::npos && request.find("\n\n") == std::string::npos &&
-         request.size() < 8192) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 2000) <= 0) return;
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) return;
-    request.append(buf, static_cast<size_t>(n));
-  }
-  const size_t line_end = request.find_first_of("\r\n");
-  const std::string line = request.substr(0, line_end);
-  const bool get = line.rfind("GET ", 0) == 0;
-  const size_t path_end = line.find(' ', 4);
-  const std::string path = get ? line.substr(4, path_end == std::string::npos ? std::string::npos : path_end - 4) : "";
-  std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-  if (!get) {
-    status = "405 Method Not Allowed";
-    body = "only GET\n";
-  } else if (path == "/metrics" || path.rfind("/metrics?", 0) == 0) {
-    body = Render();
-  } else {
-    status = "404 Not Found";
-    body = "see /metrics\n";
-  }
-  const std::string head = "HTTP/1.0 " + status + "\r\nContent-Type: " + type +
-                           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-  if (SendAll(fd, head)) SendAll(fd, body);
 }
 
 }  // namespace swarr

@@ -2,14 +2,30 @@
 // Metric names follow the Prometheus conventions: `swarr_` prefix, base units, `_total` for
 // counters, `_seconds` / `_bytes` suffixes.
 //
-// The endpoint is a minimal HTTP/1.0 server of our own (one thread; GET /metrics answers the
-// registry in the text exposition format, anything else 404). prometheus-cpp's civetweb
-// exposer cannot start its threads in processes that link LibTorch: civetweb asks for a fixed
-// small thread stack and the static TLS of LibTorch's libraries (OpenBLAS, glog) does not fit
-// in it ("Cannot create first worker thread").
+// The endpoint is cpp-httplib's server (Debian's libcpp-httplib-dev; only exporter.cc includes
+// it): GET /metrics (HEAD too; a query string is ignored) answers the registry in the text
+// exposition format, `Content-Type: text/plain; version=0.0.4`; any other path or method is 404.
+// Its threads are std::threads with the default stack, so they start beside LibTorch's large
+// static TLS (OpenBLAS, glog). prometheus-cpp's own civetweb exposer cannot: civetweb asks for a
+// fixed small thread stack that TLS does not fit in ("Cannot create first worker thread").
+//
+// Slow or stuck clients: one listener thread accepts and hands each connection to a fixed pool
+// of kWorkerThreads workers; a worker gives up on a connection that sends no request within
+// kIoTimeoutSeconds, stalls that long in the middle of its request, or does not read the answer
+// for that long. One connection per request (no keep-alive). So a scrape is answered at once
+// while fewer than kWorkerThreads clients are stuck, and within about kIoTimeoutSeconds behind
+// that many silent ones. (A client that trickles its request a byte at a time can hold a worker
+// longer: cpp-httplib 0.11 times each read, not the whole request.)
 //
 // A service must run without its exporter: if the address cannot be bound, Start logs one line
 // and returns an exporter that serves nothing (port() == 0) but still accepts metrics.
+//
+// Process-wide side effect: constructing cpp-httplib's server sets SIGPIPE to ignored (its
+// writes do not pass MSG_NOSIGNAL), which children exec'd later inherit.
+//
+// Thread safety: registry() and Render() may be called from any thread; Start and the
+// destructor from one. The destructor stops the server and joins its threads (at most about
+// kIoTimeoutSeconds while a client is stuck).
 #ifndef SWARR_COMMON_METRICS_EXPORTER_H_
 #define SWARR_COMMON_METRICS_EXPORTER_H_
 
@@ -22,12 +38,22 @@ namespace prometheus {
 class Registry;
 }  // namespace prometheus
 
+namespace httplib {
+class Server;
+}  // namespace httplib
+
 namespace swarr {
 
 class MetricsExporter {
  public:
-  // `bind_address`: "host:port" (port 0 = any free one), or "" for no endpoint at all.
-  // `service` names the service in the log line.
+  // Workers that answer requests (besides the one thread that accepts connections).
+  static constexpr int kWorkerThreads = 4;
+  // Seconds a worker waits for a request to start, for each read within it, and for each write
+  // of the answer, before it drops the connection.
+  static constexpr int kIoTimeoutSeconds = 5;
+
+  // `bind_address`: "host:port" (port 0 = any free one; host "" = all interfaces; IPv6 as
+  // "[::1]:9090"), or "" for no endpoint at all. `service` names the service in the log line.
   static std::unique_ptr<MetricsExporter> Start(const std::string& bind_address, const std::string& service);
   ~MetricsExporter();
 
@@ -39,15 +65,13 @@ class MetricsExporter {
   std::string Render() const;
 
  private:
-  MetricsExporter() = default;
-  void Serve();
-  void Answer(int fd) const;
+  MetricsExporter();
 
   std::shared_ptr<prometheus::Registry> registry_;
-  int listen_fd_ = -1;
+  std::unique_ptr<httplib::Server> server_;  // null when not serving
   int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
+  std::thread thread_;  // runs server_'s accept loop
 };
 
 }  // namespace swarr

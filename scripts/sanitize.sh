@@ -13,6 +13,7 @@ TESTS="subprocess_test sequence_id_set_test fifo_gate_test safetensors_test conf
   tokenizer_test chat_template_test verifier_test latex_expr_test datasets_test prompt_set_test window_task_test
   config_loader_test placement_test rpc_status_test rpc_service_options_test weights_wire_test
   learner_service_io_test coordinator_test eval_stats_test args_test
+  weight_orchestrator_test request_checks_test group_id_test
   dist_bucket_plan_test dist_group_membership_test dist_zero_partition_test dist_zero_step_test
   dist_watchdog_test dist_staging_test dist_broadcast_sim_test dist_proto_test"
 # TSan cannot see the synchronisation inside Debian's prebuilt (uninstrumented) Abseil, gRPC and

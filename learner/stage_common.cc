@@ -267,6 +267,29 @@ nlohmann::json PeakMemoryFields(const Model& model) {
   return j;
 }
 
+std::string RlStepMetricsLine(const RlStepMetrics& m, int64_t policy_version, double seconds, const Model& policy) {
+  nlohmann::json fields({{"step", m.step},
+                         {"policy_version", policy_version},
+                         {"loss", m.loss},
+                         {"lr", m.lr},
+                         {"tokens", m.tokens},
+                         {"reward_mean", m.reward_mean},
+                         {"reward_std", m.reward_std},
+                         {"kl", m.kl},
+                         {"clip_frac", m.clip_frac},
+                         {"entropy", m.entropy},
+                         {"grad_norm", m.grad_norm},
+                         {"importance_weight_mean", m.importance_weight_mean},
+                         {"updates", m.updates},
+                         {"groups_used", m.groups_used},
+                         {"groups_dropped_uniform", m.groups_dropped_uniform},
+                         {"trajectories_invalid", m.trajectories_invalid},
+                         {"seconds", seconds}});
+  for (const auto& [key, value] : RlAlgorithmMetricFields(m)) fields[key] = value;
+  fields.update(PeakMemoryFields(policy));
+  return fields.dump();
+}
+
 int64_t RlUpdatesPerStep(const v1::RlConfig& config) {
   return std::max<int64_t>(1, config.epochs()) * std::max<int64_t>(1, config.minibatches());
 }

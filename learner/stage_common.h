@@ -68,6 +68,10 @@ int64_t RlMicroBatchTokens(const v1::Stage& stage);
 // JSON fields for a step's metrics.jsonl line: {"peak_gpu_gib": ...} since the last call
 // (then resets the peak); empty for a CPU model.
 nlohmann::json PeakMemoryFields(const Model& model);
+// The metrics.jsonl line of one RL step, as the learner service and `swarr train` both write
+// it: the step's metrics (RlAlgorithmMetricFields included), `policy_version`, `seconds` since
+// the stage started, and PeakMemoryFields(policy) (which resets the peak).
+std::string RlStepMetricsLine(const RlStepMetrics& m, int64_t policy_version, double seconds, const Model& policy);
 
 // Optimizer steps RlTrainer takes per Step (epochs x minibatches; >= 1): the stop rule's
 // max_steps counts Steps, the trainer's step counter optimizer steps.

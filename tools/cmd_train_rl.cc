@@ -118,26 +118,7 @@ absl::Status RunRlStage(const v1::Stage& stage, const std::string& run_dir, cons
     tokens_total += m.tokens;
     for (const std::string& why : m.skip_reasons) std::cerr << "\nswarr: skipped " << why << "\n";
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    nlohmann::json fields({{"step", m.step},
-                           {"policy_version", m.policy_version},
-                           {"loss", m.loss},
-                           {"lr", m.lr},
-                           {"tokens", m.tokens},
-                           {"reward_mean", m.reward_mean},
-                           {"reward_std", m.reward_std},
-                           {"kl", m.kl},
-                           {"clip_frac", m.clip_frac},
-                           {"entropy", m.entropy},
-                           {"grad_norm", m.grad_norm},
-                           {"importance_weight_mean", m.importance_weight_mean},
-                           {"updates", m.updates},
-                           {"groups_used", m.groups_used},
-                           {"groups_dropped_uniform", m.groups_dropped_uniform},
-                           {"trajectories_invalid", m.trajectories_invalid},
-                           {"seconds", secs}});
-    for (const auto& [key, value] : RlAlgorithmMetricFields(m)) fields[key] = value;
-    fields.update(PeakMemoryFields(*policy));
-    log->Write(fields.dump());
+    log->Write(RlStepMetricsLine(m, m.policy_version, secs, *policy));
     progress.Update(absl::StrCat("step ", m.step, "  reward ", absl::StrFormat("%.3f", m.reward_mean), "  kl ",
                                  absl::StrFormat("%.4f", m.kl), "  clip ", absl::StrFormat("%.3f", m.clip_frac)));
     if (stage.checkpoint().every_steps() > 0 && m.step % stage.checkpoint().every_steps() == 0 && m.updates > 0) {

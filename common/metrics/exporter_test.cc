@@ -25,15 +25,8 @@ std::string Scrape(int port) { return Get(port, "/metrics"); }
 
 // A raw loopback connection that sends `sent` and then nothing; -1 if refused.
 int ConnectAndSend(int port, const std::string& sent) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
+  const int fd = testing_http::ConnectLoopback(port);
+  if (fd < 0) return -1;
   if (!sent.empty()) EXPECT_EQ(write(fd, sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
   return fd;
 }

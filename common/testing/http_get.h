@@ -13,9 +13,8 @@
 namespace swarr {
 namespace testing_http {
 
-// GET http://127.0.0.1:PORT/PATH (HTTP/1.0): the whole response, head included; "" if the
-// connection is refused.
-inline std::string GetResponse(int port, const std::string& path) {
+// A TCP connection to 127.0.0.1:PORT (the caller closes it); -1 if refused.
+inline int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -23,8 +22,16 @@ inline std::string GetResponse(int port, const std::string& path) {
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+// GET http://127.0.0.1:PORT/PATH (HTTP/1.0): the whole response, head included; "" if the
+// connection is refused.
+inline std::string GetResponse(int port, const std::string& path) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
   const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   (void)!write(fd, req.data(), req.size());
   std::string out;

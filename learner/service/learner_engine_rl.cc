@@ -271,30 +271,6 @@ int64_t TrainingBatch(const std::vector<TrajectoryBuffer::Group>& groups, int64_
   return stale;
 }
 
-// The metrics.jsonl line of a step (the keys `swarr train` writes).
-std::string RlStepLine(const RlStepMetrics& m, int64_t version, double seconds, const Model& policy) {
-  nlohmann::json fields({{"step", m.step},
-                         {"policy_version", version},
-                         {"loss", m.loss},
-                         {"lr", m.lr},
-                         {"tokens", m.tokens},
-                         {"reward_mean", m.reward_mean},
-                         {"reward_std", m.reward_std},
-                         {"kl", m.kl},
-                         {"clip_frac", m.clip_frac},
-                         {"entropy", m.entropy},
-                         {"grad_norm", m.grad_norm},
-                         {"importance_weight_mean", m.importance_weight_mean},
-                         {"updates", m.updates},
-                         {"groups_used", m.groups_used},
-                         {"groups_dropped_uniform", m.groups_dropped_uniform},
-                         {"trajectories_invalid", m.trajectories_invalid},
-                         {"seconds", seconds}});
-  for (const auto& [key, value] : RlAlgorithmMetricFields(m)) fields[key] = value;
-  fields.update(PeakMemoryFields(policy));
-  return fields.dump();
-}
-
 }  // namespace
 
 absl::Status LearnerEngine::RunRlStep(const StageContext& ctx, RlRun& run, RlBatch taken, std::string* reason) {
@@ -354,7 +330,7 @@ absl::Status LearnerEngine::RunRlStep(const StageContext& ctx, RlRun& run, RlBat
   metrics_->trained.Increment(static_cast<double>(ids.size()));
   run.tokens_total += m->tokens;
   const std::string line =
-      RlStepLine(*m, version, std::chrono::duration<double>(Clock::now() - run.start).count(), *run.policy);
+      RlStepMetricsLine(*m, version, std::chrono::duration<double>(Clock::now() - run.start).count(), *run.policy);
   const bool all_uniform = uniform.Observe(*m, batch_lo, batch_hi);
   if (all_uniform) metrics_->uniform_batches.Increment();
   metrics_->uniform_batches_in_a_row.Set(static_cast<double>(uniform.in_a_row()));

@@ -248,11 +248,14 @@ void RolloutEngine::RequestLoad(const v1::GetWeightsRequest& request,
 EngineStats RolloutEngine::Stats() const {
   absl::MutexLock lock(&mu_);
   EngineStats s = stats_;
-  // Counted here, not on the engine thread: groups submitted to a stuck engine count too.
+  // Counted here, not on the engine thread: groups submitted to a stuck engine count too. So do
+  // groups whose weights are fetched and staged: they wait on the engine loop's swap, not on the
+  // network, and a loop stuck before the swap is stuck with work to do.
+  const bool staged = install_ != nullptr && !install_->applied;
   s.runnable_sequences = static_cast<int64_t>(inflight_.size());
   for (uint64_t h : pending_) {
     auto it = groups_.find(h);
-    if (it != groups_.end() && !WaitsForWeightsLocked(*it->second)) {
+    if (it != groups_.end() && (staged || !WaitsForWeightsLocked(*it->second))) {
       s.runnable_sequences += static_cast<int64_t>(it->second->todo.size());
     }
   }

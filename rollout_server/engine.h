@@ -106,7 +106,8 @@ struct EngineStats {
   int64_t kv_cache_bytes = 0;    // allocated by the KV cache
   int64_t tokens_generated = 0;  // since the engine started
   // Progress (docs/reliability.md): decode steps since the engine started, and sequences that
-  // are running or could start now (not waiting for a weight version). While the latter is > 0
+  // are running or could start now (not waiting for a weight version to arrive; waiting for
+  // fetched weights to be swapped in counts as runnable). While the latter is > 0
   // the steps must move; if they do not, the engine loop is stuck.
   int64_t decode_steps = 0;
   int64_t runnable_sequences = 0;

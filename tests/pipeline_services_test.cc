@@ -339,8 +339,8 @@ TEST(PipelineServicesTest, WedgedRolloutEngineLosesItsGroupsAndTheRunFinishes) {
   EXPECT_EQ(summary["trajectory_ids_trained_twice"].get<int64_t>(), 0);
   EXPECT_THAT(run.Log(), HasSubstr("health NOT_SERVING"));
   // Once its engine moved again it was healthy (unless the run had ended first: then the drain
-  // released it).
-  if (run.Log().find("the engine loop goes on") < run.Log().find("pipeline finished")) {
+  // released it; the coordinator's "pipeline ... done" comes before it tells the rollouts to exit).
+  if (run.Log().find("the engine loop goes on") < run.Log().find("coordinator: pipeline toy done")) {
     EXPECT_THAT(run.Log(), HasSubstr("makes progress again"));
     EXPECT_THAT(run.Log(), HasSubstr("health SERVING"));
   }

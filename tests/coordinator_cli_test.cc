@@ -31,19 +31,21 @@ std::string WriteFile(const std::string& path, const std::string& text) {
   return path;
 }
 
-std::string GoodPipeline(const std::string& dir) {
-  return WriteFile(dir + "/good.yaml",
-                   "stages:\n"
-                   "  - name: pre\n"
-                   "    train: {}\n"
-                   "    model: {path: " + kSource + "/configs/models/tiny}\n"
-                   "    data: {format: synthetic, synthetic_task: sum_digits}\n"
-                   "    optimizer: {lr: 0.001}\n"
-                   "    stop: {max_steps: 5}\n"
-                   "  - name: ev\n"
-                   "    eval: {greedy: true, max_new_tokens: 4}\n"
-                   "    data: {format: synthetic, synthetic_task: sum_digits, synthetic_size: 3}\n");
+// A small train -> eval pipeline's stages (YAML).
+std::string ToyStages() {
+  return "stages:\n"
+         "  - name: pre\n"
+         "    train: {}\n"
+         "    model: {path: " + kSource + "/configs/models/tiny}\n"
+         "    data: {format: synthetic, synthetic_task: sum_digits}\n"
+         "    optimizer: {lr: 0.001}\n"
+         "    stop: {max_steps: 5}\n"
+         "  - name: ev\n"
+         "    eval: {greedy: true, max_new_tokens: 4}\n"
+         "    data: {format: synthetic, synthetic_task: sum_digits, synthetic_size: 3}\n";
 }
+
+std::string GoodPipeline(const std::string& dir) { return WriteFile(dir + "/good.yaml", ToyStages()); }
 
 TEST(CoordinatorCliTest, MalformedConfigsAreOneLineErrorsNamingTheField) {
   const std::string dir = TempDir();
@@ -162,18 +164,8 @@ struct ThreeServices {
   }
 
   explicit ThreeServices(const std::vector<std::string>& coordinator_flags) {
-    const std::string config = WriteFile(dir + "/end.yaml",
-                                         "workers: {heartbeat_seconds: 0.3, lease_seconds: 2}\n"
-                                         "stages:\n"
-                                         "  - name: pre\n"
-                                         "    train: {}\n"
-                                         "    model: {path: " + kSource + "/configs/models/tiny}\n"
-                                         "    data: {format: synthetic, synthetic_task: sum_digits}\n"
-                                         "    optimizer: {lr: 0.001}\n"
-                                         "    stop: {max_steps: 5}\n"
-                                         "  - name: ev\n"
-                                         "    eval: {greedy: true, max_new_tokens: 4}\n"
-                                         "    data: {format: synthetic, synthetic_task: sum_digits, synthetic_size: 3}\n");
+    const std::string config =
+        WriteFile(dir + "/end.yaml", "workers: {heartbeat_seconds: 0.3, lease_seconds: 2}\n" + ToyStages());
     const std::string run = dir + "/run";
     learner = StartSwarr({"learner", "--run-dir", run, "--port-file", dir + "/learner.port", "--insecure"},
                          dir + "/learner.log");
